@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+// Sluice: an embedded partitioned broker, pipeline runtime and realtime gateway in one binary.
+import PackageDescription
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceLog", targets: ["SluiceLog"]),
+        .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // CRC32C (Castagnoli) with the SSE4.2 / ARMv8 CRC instructions when the CPU has them.
+        .target(name: "CSluiceCRC"),
+        .target(
+            name: "SluiceLog",
+            dependencies: [
+                "CSluiceCRC",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "SluiceBroker",
+            dependencies: [
+                "SluiceLog",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceLog",
+                "SluiceBroker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SluiceLogTests",
+            dependencies: [
+                "SluiceLog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "SluiceBrokerTests",
+            dependencies: ["SluiceBroker", "SluiceLog"]
+        ),
+        .testTarget(
+            name: "SluiceCLITests",
+            dependencies: ["SluiceLog"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,210 @@
+// Reading a partition log: whole batches from an offset up to a byte limit, each batch's CRC
+// verified before it is handed out, and offset lookup by timestamp.
+
+/// Whole batches read from the log. The batches may start before the offset asked for (a
+/// batch is never split); `forEachRecord(from:)` skips those records.
+public struct LogReadResult: Sendable {
+    /// Backing bytes; the batches are `bytes[range]`.
+    public let bytes: [UInt8]
+    public let range: Range<Int>
+    public let highWatermark: Int64
+    public let logStartOffset: Int64
+    /// Offset after the last record in these batches, or the offset asked for when empty.
+    public let nextOffset: Int64
+
+    public var isEmpty: Bool { range.isEmpty }
+    public var byteCount: Int { range.count }
+
+    /// Calls `body` for every batch, in order. The batches were checked when read.
+    public func forEachBatch(_ body: (RecordBatchView) throws -> Void) rethrows {
+        try bytes.withUnsafeBytes { all in
+            var it = RecordBatchIterator(UnsafeRawBufferPointer(rebasing: all[range]), verifyCRC: false)
+            while let batch = it.next() { try body(batch) }
+        }
+    }
+
+    /// Calls `body` for every record at or after `offset`, skipping control batches.
+    public func forEachRecord(from offset: Int64 = 0, _ body: (RecordView) throws -> Void) throws {
+        try forEachBatch { batch in
+            if batch.header.isControl || batch.header.lastOffset < offset { return }
+            try batch.forEachRecord { record in
+                if record.offset >= offset { try body(record) }
+            }
+        }
+    }
+
+    /// The records at or after `offset`, copied out.
+    public func records(from offset: Int64 = 0) throws -> [Record] {
+        var out: [Record] = []
+        try forEachRecord(from: offset) { out.append($0.materialize()) }
+        return out
+    }
+}
+
+struct ReadPlan {
+    var segment: LogSegment
+    var start: Int
+    var limit: Int
+    var highWatermark: Int64
+    var logStartOffset: Int64
+}
+
+extension PartitionLog {
+    /// Reads whole batches starting with the one that holds `offset`, up to `maxBytes` (the
+    /// first batch is returned whole even when larger, as Kafka does). Reading at the high
+    /// watermark returns an empty result; before the log start or past the high watermark
+    /// throws `offsetOutOfRange`. A batch that fails its checks ends the result before it;
+    /// if it is the first one, the read throws `corruptBatch` naming the file and offset.
+    public func read(from offset: Int64, maxBytes: Int = 1024 * 1024) throws -> LogReadResult {
+        var target = offset
+        while true {
+            let plan = try state.withLock { s -> ReadPlan? in
+                if s.closed { throw LogError(.closed, "the log in \(directory) is closed") }
+                if target < s.logStartOffset || target > s.endOffset {
+                    throw LogError(.offsetOutOfRange, "offset \(target) is outside the log's range \(s.logStartOffset)..<\(s.endOffset)", file: directory, offset: target)
+                }
+                if target == s.endOffset { return nil }
+                var i = Self.segmentIndex(s.segments, containing: target)
+                while i < s.segments.count - 1 && target >= s.segments[i].nextOffset { i += 1 }
+                let seg = s.segments[i]
+                let start = target >= seg.segment.baseOffset
+                    ? seg.index.floorPosition(UInt32(truncatingIfNeeded: target - seg.segment.baseOffset)) : 0
+                return ReadPlan(segment: seg.segment, start: start, limit: seg.size, highWatermark: s.endOffset, logStartOffset: s.logStartOffset)
+            }
+            guard let plan else {
+                let (hw, lso) = state.withLock { ($0.endOffset, $0.logStartOffset) }
+                return LogReadResult(bytes: [], range: 0..<0, highWatermark: hw, logStartOffset: lso, nextOffset: target)
+            }
+            if let result = try read(plan, from: target, maxBytes: maxBytes) { return result }
+            // Nothing at or after `target` in that segment: continue with the next one.
+            let next = state.withLock { s -> Int64? in
+                guard let i = s.segments.firstIndex(where: { $0.segment === plan.segment }), i + 1 < s.segments.count else { return nil }
+                return s.segments[i + 1].segment.baseOffset
+            }
+            guard let next, next > target else {
+                return LogReadResult(bytes: [], range: 0..<0, highWatermark: plan.highWatermark, logStartOffset: plan.logStartOffset, nextOffset: target)
+            }
+            target = next
+        }
+    }
+
+    static func segmentIndex(_ segments: [SegmentState], containing offset: Int64) -> Int {
+        var lo = 0, hi = segments.count - 1, found = 0
+        while lo <= hi {
+            let mid = (lo + hi) >> 1
+            if segments[mid].segment.baseOffset <= offset { found = mid; lo = mid + 1 } else { hi = mid - 1 }
+        }
+        return found
+    }
+
+    private func read(_ plan: ReadPlan, from target: Int64, maxBytes: Int) throws -> LogReadResult? {
+        let available = plan.limit - plan.start
+        guard available > 0 else { return nil }
+        let slack = config.indexIntervalBytes + 2 * RecordBatchLayout.headerSize
+        var bytes = try plan.segment.log.pread(count: min(available, max(maxBytes, 1) + slack), at: plan.start)
+        var base = plan.start  // file position of bytes[0]
+        var pos = 0
+        var first: Int?
+        var end = 0
+        var next = target
+        while true {
+            if pos + RecordBatchLayout.logOverhead > bytes.count {
+                if first != nil || base + pos >= plan.limit { break }
+                bytes = try plan.segment.log.pread(count: min(plan.limit - base - pos, max(maxBytes, 1) + slack), at: base + pos)
+                base += pos; pos = 0
+                if first == nil { end = 0 }
+                continue
+            }
+            let total = bytes.withUnsafeBytes { Int($0.be32(pos + RecordBatchLayout.batchLength)) } + RecordBatchLayout.logOverhead
+            if total < RecordBatchLayout.headerSize || base + pos + total > plan.limit {
+                if first == nil { throw corruption(plan, position: base + pos, offset: nil, reason: "batch length \(total - RecordBatchLayout.logOverhead) is invalid") }
+                break
+            }
+            if pos + total > bytes.count {
+                if first != nil { break }
+                // The batch runs past what was read: restart the buffer at it.
+                bytes = try plan.segment.log.pread(count: max(total, min(plan.limit - base - pos, max(maxBytes, 1) + slack)), at: base + pos)
+                base += pos; pos = 0
+                continue
+            }
+            let lastOffset = bytes.withUnsafeBytes { $0.be64(pos) + Int64($0.be32(pos + RecordBatchLayout.lastOffsetDelta)) }
+            if lastOffset < target {
+                pos += total
+                continue
+            }
+            if let f = first, pos + total - f > maxBytes { break }
+            let check = bytes.withUnsafeBytes { RecordBatchCodec.check($0, at: pos, verifyCRC: true) }
+            guard case .valid(let header) = check else {
+                let reason: String
+                if case .invalid(let r) = check { reason = r } else { reason = "incomplete batch" }
+                let offset = bytes.withUnsafeBytes { $0.be64(pos) }
+                if first == nil { throw corruption(plan, position: base + pos, offset: offset, reason: reason) }
+                logger.error("\(plan.segment.logPath) is corrupt at byte \(base + pos) (offset \(offset)): \(reason); reads stop before it")
+                break
+            }
+            if first == nil { first = pos }
+            pos += total
+            end = pos
+            next = header.nextOffset
+        }
+        guard let first else { return nil }
+        return LogReadResult(bytes: bytes, range: first..<end, highWatermark: plan.highWatermark, logStartOffset: plan.logStartOffset, nextOffset: next)
+    }
+
+    private func corruption(_ plan: ReadPlan, position: Int, offset: Int64?, reason: String) -> LogError {
+        let at = offset.map { " (offset \($0))" } ?? ""
+        let message = "\(plan.segment.logPath) is corrupt at byte \(position)\(at): \(reason); reads stop before it"
+        logger.error("\(message)")
+        return LogError(.corruptBatch, message, file: plan.segment.logPath, offset: offset)
+    }
+
+    /// The earliest offset whose record timestamp is at or after `timestamp`, or nil when
+    /// every record is older (Kafka's ListOffsets by time).
+    public func offset(forTimestamp timestamp: Int64) throws -> Int64? {
+        let candidates = state.withLock { s -> [(LogSegment, Int, Int, Int64)] in
+            s.segments.compactMap { seg -> (LogSegment, Int, Int, Int64)? in
+                guard seg.maxTimestamp >= timestamp, seg.size > 0 else { return nil }
+                let rel = seg.timeIndex.searchStart(for: timestamp)
+                return (seg.segment, seg.index.floorPosition(rel), seg.size, s.logStartOffset)
+            }
+        }
+        for (segment, start, limit, _) in candidates {
+            var position = start
+            while position < limit {
+                let chunk = try segment.log.pread(count: min(limit - position, 1024 * 1024), at: position)
+                var found: Int64?
+                var consumed = 0
+                try chunk.withUnsafeBytes { p in
+                    var it = RecordBatchIterator(p, verifyCRC: true)
+                    while let batch = it.next() {
+                        consumed += batch.header.totalSize
+                        guard batch.header.maxTimestamp >= timestamp, !batch.header.isControl else { continue }
+                        try batch.forEachRecord { r in
+                            if found == nil && r.timestamp >= timestamp { found = r.offset }
+                        }
+                        if found != nil { return }
+                    }
+                    if let f = it.failure { throw LogError(.corruptBatch, "\(segment.logPath) is corrupt \(f)", file: segment.logPath) }
+                }
+                if let found { return found }
+                if consumed == 0 {
+                    // One batch bigger than the chunk.
+                    let total = chunk.withUnsafeBytes { Int($0.be32(RecordBatchLayout.batchLength)) } + RecordBatchLayout.logOverhead
+                    let whole = try segment.log.pread(count: total, at: position)
+                    var inBig: Int64?
+                    try whole.withUnsafeBytes { p in
+                        var it = RecordBatchIterator(p, verifyCRC: true)
+                        if let batch = it.next() {
+                            try batch.forEachRecord { r in if inBig == nil && r.timestamp >= timestamp { inBig = r.offset } }
+                        }
+                    }
+                    if let inBig { return inBig }
+                    position += total
+                    continue
+                }
+                position += consumed
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,75 @@
+// Options every command takes: where the data lives and how much to log.
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceBroker
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Data directory of the embedded broker (default ./.sluice, or $SLUICE_DATA).", valueName: "dir"))
+    var data: String?
+
+    @Option(name: .long, help: ArgumentHelp("Broker to use: 'embedded' (the default) or kafka://host:port.", valueName: "url"))
+    var broker: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "warning"
+
+    var dataPath: String {
+        data ?? ProcessInfo.processInfo.environment["SLUICE_DATA"] ?? "./.sluice"
+    }
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
+        }
+        if let broker, broker != "embedded" {
+            throw ValidationError("--broker \(broker) is not supported yet: only the embedded broker is available in this version")
+        }
+    }
+
+    /// Bootstraps logging once, then opens the data directory.
+    func openTopics(readOnly: Bool) throws -> TopicManager {
+        bootstrapLogging()
+        let directory = try DataDirectory(path: dataPath, readOnly: readOnly)
+        return TopicManager(directory: directory, logger: Logger(label: "sluice"))
+    }
+
+    func bootstrapLogging() {
+        let level = Logger.Level(rawValue: logLevel) ?? .warning
+        LoggingBootstrap.once(level: level)
+    }
+}
+
+enum LoggingBootstrap {
+    nonisolated(unsafe) private static var done = false
+
+    static func once(level: Logger.Level) {
+        // Commands are single-threaded until logging is up.
+        guard !done else { return }
+        done = true
+        LoggingSystem.bootstrap { label in
+            var handler = OneLineLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// `sluice: warning: message key=value` on stderr.
+struct OneLineLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .warning
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var text = "sluice: \(event.level): \(event.message)"
+        let all = self.metadata.merging(event.metadata ?? [:]) { $1 }
+        for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += " \(k)=\(v)" }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}

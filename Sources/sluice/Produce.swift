@@ -1,0 +1,161 @@
+// sluice produce TOPIC: one record per stdin line, batched per read, durable per the topic's
+// flush policy before it is counted as written.
+import ArgumentParser
+import Foundation
+import SluiceBroker
+import SluiceLog
+
+struct Produce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write one record per line of standard input.",
+        discussion: "Exits 0 only once every record is durable under the topic's flush policy; prints the count to stderr."
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Topic to write to.") var topic: String
+    @Option(help: "Write every record to this partition.") var partition: Int32?
+    @Option(help: "Key for every record (keyed records go to murmur2(key) % partitions, as in Kafka).") var key: String?
+    @Flag(name: .customLong("report-acks"), help: "Print 'acked N' to stdout each time the first N records are durable.")
+    var reportAcks = false
+    @Option(name: .customLong("batch-records"), help: "Most records in one batch.") var batchRecords: Int = 10_000
+
+    func validate() throws {
+        if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more, got \(partition)") }
+        if batchRecords < 1 { throw ValidationError("--batch-records must be at least 1") }
+    }
+
+    func run() throws {
+        let name = try TopicName(topic)
+        let topics = try global.openTopics(readOnly: false)
+        defer { topics.close() }
+        let config = try topics.config(name)
+        if let partition, partition >= config.partitions {
+            throw CLIError.user("topic '\(name)' has partitions 0 to \(config.partitions - 1); there is no partition \(partition)")
+        }
+        let keyBytes = key.map { Array($0.utf8) }
+        let keyed = keyBytes.map { Murmur2.partition(forKey: $0, partitions: config.partitions) }
+        let keyless = KeylessPartitioner()
+        var writer = BatchWriter(topics: topics, topic: name, partitions: config.partitions, batchRecords: batchRecords)
+        var total = 0
+        var lines = LineReader(fd: 0)
+        while let chunk = try lines.nextChunk() {
+            let now = currentTimeMillis()
+            for line in chunk {
+                let p = partition ?? keyed ?? keyless.partition(partitions: config.partitions)
+                let full = try line.withUnsafeBytes { value in
+                    try writer.add(partition: p, key: keyBytes, value: value, timestamp: now)
+                }
+                if full && partition == nil && keyed == nil { keyless.batchCompleted(partitions: config.partitions) }
+            }
+            try writer.flushAll()
+            try writer.waitUntilDurable()
+            total += chunk.count
+            if reportAcks {
+                let line = Array("acked \(total)\n".utf8)
+                _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            }
+        }
+        FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
+    }
+}
+
+/// Accumulates records into one batch per partition and appends them.
+struct BatchWriter {
+    let topics: TopicManager
+    let topic: TopicName
+    let batchRecords: Int
+    var builders: [RecordBatchBuilder?]
+    var logs: [PartitionLog?]
+    var pendingDurable: [Int64?]
+
+    init(topics: TopicManager, topic: TopicName, partitions: Int32, batchRecords: Int) {
+        self.topics = topics
+        self.topic = topic
+        self.batchRecords = batchRecords
+        builders = Array(repeating: nil, count: Int(partitions))
+        logs = Array(repeating: nil, count: Int(partitions))
+        pendingDurable = Array(repeating: nil, count: Int(partitions))
+    }
+
+    /// Adds a record; returns true when that completed (and appended) a batch.
+    mutating func add(partition: Int32, key: [UInt8]?, value: UnsafeRawBufferPointer, timestamp: Int64) throws -> Bool {
+        let p = Int(partition)
+        if builders[p] == nil { builders[p] = RecordBatchBuilder(capacity: 256 * 1024) }
+        if let key {
+            key.withUnsafeBytes { builders[p]!.append(key: $0, value: value, timestamp: timestamp) }
+        } else {
+            builders[p]!.append(key: nil, value: value, timestamp: timestamp)
+        }
+        if builders[p]!.recordCount >= batchRecords || builders[p]!.byteCount >= 1 << 20 {
+            try flush(p)
+            return true
+        }
+        return false
+    }
+
+    mutating func flush(_ p: Int) throws {
+        guard var builder = builders[p], !builder.isEmpty else { return }
+        if logs[p] == nil { logs[p] = try topics.partitionLog(topic, Int32(p)) }
+        let result = try logs[p]!.append(&builder)
+        pendingDurable[p] = result.lastOffset
+        builder.reset()
+        builders[p] = builder
+    }
+
+    mutating func flushAll() throws {
+        for p in builders.indices { try flush(p) }
+    }
+
+    /// Blocks until every appended batch is durable under the topic's policy.
+    mutating func waitUntilDurable() throws {
+        for p in pendingDurable.indices {
+            if let last = pendingDurable[p], let log = logs[p] {
+                try log.waitUntilDurableBlocking(last)
+                pendingDurable[p] = nil
+            }
+        }
+    }
+}
+
+/// Reads standard input in chunks and splits it into lines; a line's trailing "\r" is
+/// dropped. Each chunk is what one read returned, so interactive input is written at once.
+struct LineReader {
+    let fd: Int32
+    private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    private var carry: [UInt8] = []
+    private var atEnd = false
+
+    init(fd: Int32) { self.fd = fd }
+
+    mutating func nextChunk() throws -> [ArraySlice<UInt8>]? {
+        while !atEnd {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError.runtime("cannot read standard input: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 {
+                atEnd = true
+                if carry.isEmpty { return nil }
+                let last = carry
+                carry = []
+                return [trim(last[...])]
+            }
+            var data = carry
+            data.append(contentsOf: buffer[0..<n])
+            var lines: [ArraySlice<UInt8>] = []
+            var start = 0
+            for i in 0..<data.count where data[i] == 10 {
+                lines.append(trim(data[start..<i]))
+                start = i + 1
+            }
+            carry = Array(data[start...])
+            if !lines.isEmpty { return lines }
+        }
+        return nil
+    }
+
+    private func trim(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        line.last == 13 ? line.dropLast() : line
+    }
+}

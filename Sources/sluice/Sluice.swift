@@ -1,0 +1,77 @@
+// The `sluice` command: parses arguments, runs the subcommand, and turns every failure into
+// one sentence on stderr and an exit code (0 ok, 1 user error, 2 runtime failure).
+import ArgumentParser
+import Foundation
+import SluiceBroker
+import SluiceLog
+
+struct Sluice: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "An embedded partitioned broker and stream processing runtime.",
+        discussion: """
+        Data lives in --data DIR (default ./.sluice, or $SLUICE_DATA).
+        Exit codes: 0 success, 1 user error, 2 runtime failure.
+        """,
+        version: "0.1.0",
+        subcommands: [TopicCommand.self, Produce.self, Consume.self, Bench.self]
+    )
+}
+
+@main
+enum Main {
+    static func main() {
+        // A closed pipe (sluice consume | head) ends the command quietly; a file size limit
+        // (ulimit -f) becomes an EFBIG error the log can report instead of a killed process.
+        signal(SIGPIPE, SIG_IGN)
+        signal(SIGXFSZ, SIG_IGN)
+        do {
+            var command = try Sluice.parseAsRoot()
+            try command.run()
+            exit(0)
+        } catch {
+            exit(report(error))
+        }
+    }
+
+    /// Prints `error` as one line and returns the exit code for it.
+    static func report(_ error: any Error) -> Int32 {
+        switch error {
+        case let e as CLIError:
+            printError(e.message)
+            return e.exitCode
+        case let e as BrokerError:
+            printError(e.message)
+            return e.isUserError ? 1 : 2
+        case let e as LogError:
+            printError(e.message)
+            return [.invalidArgument, .offsetOutOfRange].contains(e.code) ? 1 : 2
+        case let e as ExitCode:
+            return e.rawValue
+        default:
+            let code = Sluice.exitCode(for: error)
+            if code == .success {
+                print(Sluice.fullMessage(for: error))
+                return 0
+            }
+            let message = Sluice.message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            printError(message.isEmpty ? "\(error)" : message + " (see 'sluice help')")
+            return 1
+        }
+    }
+}
+
+/// A failure raised by the command layer itself.
+struct CLIError: Error {
+    var message: String
+    var exitCode: Int32
+
+    static func user(_ message: String) -> CLIError { CLIError(message: message, exitCode: 1) }
+    static func runtime(_ message: String) -> CLIError { CLIError(message: message, exitCode: 2) }
+}
+
+func printError(_ message: String) {
+    var line = message
+    if line.hasPrefix("Error: ") { line.removeFirst(7) }
+    FileHandle.standardError.write(Data(("error: " + line + "\n").utf8))
+}
