@@ -77,7 +77,7 @@ extension PartitionLog {
         }
         let shared = SharedState(segments: segments, logStartOffset: start, endOffset: end, flushedOffset: end)
         let log = PartitionLog(directory: directory, config: config, readOnly: readOnly, logger: logger, writer: writer, state: shared)
-        if !readOnly, case .interval = config.flush { LogFlusher.shared.register(log) }
+        if !readOnly { LogMaintenance.shared.register(log) }
         return log
     }
 

@@ -342,7 +342,7 @@ public final class PartitionLog: Sendable {
 
     /// Flushes (unless the policy is `never`), stops background work and wakes waiters.
     public func close() {
-        LogFlusher.shared.unregister(self)
+        LogMaintenance.shared.unregister(self)
         if !isReadOnly && config.flush != .never {
             do { try flush() } catch { logger.error("final flush of \(directory) failed: \(error)") }
         }

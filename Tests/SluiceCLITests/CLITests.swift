@@ -50,6 +50,28 @@ import Testing
         #expect(r.stdoutLines == ["a-topic"])
     }
 
+    @Test func consumeFollowSeesRecordsAnotherProcessWritesLater() throws {
+        try Sluice.run(["topic", "create", "live", "--partitions", "2"], data: data)
+        try Sluice.run(["produce", "live", "--partition", "0"], data: data, stdin: "before\n")
+        let out = scratch.path + "/follow.out"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: Sluice.binary)
+        follower.arguments = ["consume", "live", "--follow", "--max", "4", "--data", data]
+        follower.standardOutput = FileHandle(forWritingAtPath: out)
+        try follower.run()
+        usleep(300_000)
+        try Sluice.run(["produce", "live", "--partition", "1"], data: data, stdin: "later-1\nlater-2\n")
+        usleep(100_000)
+        try Sluice.run(["produce", "live", "--partition", "0"], data: data, stdin: "later-3\n")
+        let deadline = Date().addingTimeInterval(10)
+        while follower.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(!follower.isRunning, "--follow --max 4 should stop after four records")
+        if follower.isRunning { follower.terminate() }
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines == ["before", "later-1", "later-2", "later-3"])
+    }
+
     @Test func dataDirectoryComesFromTheEnvironmentToo() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Sluice.binary)
