@@ -27,11 +27,10 @@ public final class DataDirectory: Sendable {
             lockFD = -1
             return
         }
-        do {
-            try DataDirectory.makeDirectories(path + "/topics")
-            try DataDirectory.makeDirectories(path + "/tmp")
-        } catch {
-            throw BrokerError(.dataDirectory, "cannot use \(path) as the data directory: \(error)")
+        for sub in ["/topics", "/tmp"] {
+            if let problem = DataDirectory.makeDirectories(path + sub) {
+                throw BrokerError(.dataDirectory, "cannot use \(path) as the data directory: \(problem)")
+            }
         }
         let fd = open(path + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 {
@@ -68,7 +67,15 @@ public final class DataDirectory: Sendable {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
     }
 
-    static func makeDirectories(_ path: String) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    /// Creates `path` and its parents; returns what went wrong, or nil.
+    static func makeDirectories(_ path: String) -> String? {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                return "cannot create \(current): \(String(cString: strerror(errno)))"
+            }
+        }
+        return isDirectory(path) ? nil : "\(path) is not a directory"
     }
 }

@@ -129,6 +129,29 @@ import Testing
         #expect(r.status == 2 && r.stderr.contains("does not exist"), "\(r.stderr)")
     }
 
+    @Test func anUnreadableDataDirectoryIsAClearError() throws {
+        // Root reads everything, so run sluice as nobody (needs root and setpriv).
+        try #require(getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root and setpriv")
+        try Sluice.run(["topic", "create", "t"], data: data)
+        // A copy of the binary that nobody may execute (the build folder may be private).
+        let bin = scratch.path + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Sluice.binary, toPath: bin + "/sluice")
+        chmod(scratch.path, 0o755)
+        chmod(bin, 0o755)
+        chmod(data, 0o000)
+        defer { chmod(data, 0o755) }
+        for (args, message) in [
+            (["consume", "t"], "error: the data directory \(data) is not readable: Permission denied"),
+            (["topic", "list"], "error: the data directory \(data) is not readable: Permission denied"),
+            (["produce", "t"], "error: cannot use \(data) as the data directory: cannot create \(data)/topics: Permission denied"),
+        ] {
+            let r = try Sluice.run(args, data: data, shellPrefix: "true", runAs: "65534", binary: bin + "/sluice")
+            #expect(r.status == 2, "\(r.stderr)")
+            #expect(r.stderr == message + "\n")
+        }
+    }
+
     @Test func aSecondWriterProcessIsRefusedWhileTheFirstRuns() throws {
         signal(SIGPIPE, SIG_IGN)
         try Sluice.run(["topic", "create", "t"], data: data)

@@ -26,7 +26,7 @@ enum Sluice {
 
     /// Runs sluice to completion with `stdin` as its standard input.
     @discardableResult
-    static func run(_ args: [String], data: String? = nil, stdin: String = "", shellPrefix: String? = nil) throws -> Result {
+    static func run(_ args: [String], data: String? = nil, stdin: String = "", shellPrefix: String? = nil, runAs uid: String? = nil, binary: String = Sluice.binary) throws -> Result {
         let tmp = NSTemporaryDirectory() + "sluice-io-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
@@ -36,7 +36,10 @@ enum Sluice {
         let p = Process()
         var full = args
         if let data { full += ["--data", data] }
-        if let shellPrefix {
+        if let uid {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", binary] + full
+        } else if let shellPrefix {
             // For limits such as `ulimit -f` that must apply to the sluice process itself.
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = ["-c", shellPrefix + " && exec \"$0\" \"$@\"", binary] + full
