@@ -51,7 +51,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceLog"]
+            dependencies: ["SluiceBroker", "SluiceLog", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(
             name: "SluiceCLITests",

@@ -6,11 +6,12 @@
 //   <data>/tmp/                           topics being created or deleted (never visible)
 import Foundation
 import SluiceLog
+import Synchronization
 
 public final class DataDirectory: Sendable {
     public let path: String
     public let isReadOnly: Bool
-    private let lockFD: Int32
+    private let lockFD: Mutex<Int32>
 
     /// Opens `path` for writing (creating it, and taking its lock) or read-only (no lock; the
     /// directory must exist). A second writer gets a clear `dataDirectoryLocked` error.
@@ -24,7 +25,7 @@ public final class DataDirectory: Sendable {
             guard access(path, R_OK | X_OK) == 0 else {
                 throw BrokerError(.dataDirectory, "the data directory \(path) is not readable: \(String(cString: strerror(errno)))")
             }
-            lockFD = -1
+            lockFD = Mutex(-1)
             return
         }
         for sub in ["/topics", "/tmp"] {
@@ -45,15 +46,32 @@ public final class DataDirectory: Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        lockFD = fd
-        // Half-created or half-deleted topics from an interrupted run.
+        lockFD = Mutex(fd)
+        // Leftovers of an interrupted run: half-created or half-deleted topics go; a partition
+        // moved aside by a rewrite that did not finish its swap goes back.
         if let leftovers = try? FileManager.default.contentsOfDirectory(atPath: path + "/tmp") {
-            for name in leftovers { try? FileManager.default.removeItem(atPath: path + "/tmp/" + name) }
+            for name in leftovers {
+                let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
+                if parts.count == 4 && parts[0] == "old" {
+                    let target = path + "/topics/" + parts[3] + "/" + parts[1]
+                    if !FileManager.default.fileExists(atPath: target) {
+                        try? FileManager.default.moveItem(atPath: path + "/tmp/" + name, toPath: target)
+                        continue
+                    }
+                }
+                try? FileManager.default.removeItem(atPath: path + "/tmp/" + name)
+            }
         }
     }
 
-    deinit {
-        if lockFD >= 0 { close(lockFD) }
+    deinit { release() }
+
+    /// Gives up the writer lock (the broker calls this when it closes).
+    public func release() {
+        lockFD.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 
     public var topicsPath: String { path + "/topics" }

@@ -158,6 +158,49 @@ public final class TopicManager: Sendable {
         return try (0..<config.partitions).map { try partitionLog(name, $0) }
     }
 
+    /// Replaces a partition's log with a new one that `fill` writes (compaction of internal
+    /// topics). The new log is built beside the old one and swapped in by rename; a crash
+    /// leaves either the old log or the new one.
+    public func rewritePartition(_ name: TopicName, _ partition: PartitionID, fill: (PartitionLog) throws -> Void) throws {
+        let config = try self.config(name)
+        let path = directory.partitionPath(name, partition)
+        let staging = directory.tmpPath + "/rewrite.\(partition).\(getpid()).\(name.rawValue)"
+        try? FileManager.default.removeItem(atPath: staging)
+        let fresh = try PartitionLog.open(directory: staging, config: config.logConfig, logger: logger)
+        try fill(fresh)
+        try fresh.flush()
+        fresh.close()
+        let old = state.withLock { $0[name]?.logs.removeValue(forKey: partition) }
+        old?.close()
+        let graveyard = directory.tmpPath + "/old.\(partition).\(getpid()).\(name.rawValue)"
+        do {
+            try FileManager.default.moveItem(atPath: path, toPath: graveyard)
+            try FileManager.default.moveItem(atPath: staging, toPath: path)
+            try syncDirectory(directory.topicPath(name))
+            try? FileManager.default.removeItem(atPath: graveyard)
+        } catch {
+            if !FileManager.default.fileExists(atPath: path) { try? FileManager.default.moveItem(atPath: graveyard, toPath: path) }
+            throw BrokerError(.metadata, "cannot swap in the rewritten log of \(name)/\(partition): \(error)", cause: error)
+        }
+    }
+
+    /// Adds partitions to a topic (never removes any).
+    public func addPartitions(_ name: TopicName, total: Int32) throws {
+        guard !directory.isReadOnly else { throw BrokerError(.dataDirectory, "cannot change topics: the data directory is open read-only") }
+        var config = try self.config(name)
+        guard total > config.partitions else {
+            throw BrokerError(.invalidPartition, "topic '\(name)' already has \(config.partitions) partitions; the count can only grow")
+        }
+        for p in config.partitions..<total {
+            let log = try PartitionLog.open(directory: directory.partitionPath(name, p), config: config.logConfig, logger: logger)
+            log.close()
+        }
+        config.partitions = total
+        try writeMetadata(config, to: directory.metadataPath(name))
+        state.withLock { $0[name]?.config = config }
+        logger.info("topic \(name) now has \(total) partitions")
+    }
+
     /// Flushes and closes every open log.
     public func close() {
         let all = state.withLock { s -> [PartitionLog] in

@@ -12,6 +12,19 @@ public struct LogReadResult: Sendable {
     /// Offset after the last record in these batches, or the offset asked for when empty.
     public let nextOffset: Int64
 
+    public init(bytes: [UInt8], range: Range<Int>, highWatermark: Int64, logStartOffset: Int64, nextOffset: Int64) {
+        self.bytes = bytes
+        self.range = range
+        self.highWatermark = highWatermark
+        self.logStartOffset = logStartOffset
+        self.nextOffset = nextOffset
+    }
+
+    /// A read that found nothing at `offset`.
+    public static func empty(at offset: Int64, highWatermark: Int64, logStartOffset: Int64) -> LogReadResult {
+        LogReadResult(bytes: [], range: 0..<0, highWatermark: highWatermark, logStartOffset: logStartOffset, nextOffset: offset)
+    }
+
     public var isEmpty: Bool { range.isEmpty }
     public var byteCount: Int { range.count }
 
@@ -31,6 +44,28 @@ public struct LogReadResult: Sendable {
                 if record.offset >= offset { try body(record) }
             }
         }
+    }
+
+    /// The same read without the batches that start at or after `offset` (for example the
+    /// last stable offset of a `read_committed` fetch).
+    public func truncated(before offset: Int64) -> LogReadResult {
+        var end = range.lowerBound
+        var next = nextOffset
+        var first = true
+        bytes.withUnsafeBytes { all in
+            var it = RecordBatchIterator(UnsafeRawBufferPointer(rebasing: all[range]), verifyCRC: false)
+            while let batch = it.next() {
+                if batch.header.baseOffset >= offset {
+                    if first { next = min(next, offset) }
+                    break
+                }
+                first = false
+                end += batch.header.totalSize
+                next = batch.header.nextOffset
+            }
+        }
+        if end == range.upperBound { return self }
+        return LogReadResult(bytes: bytes, range: range.lowerBound..<end, highWatermark: highWatermark, logStartOffset: logStartOffset, nextOffset: end == range.lowerBound ? min(nextOffset, offset) : next)
     }
 
     /// The records at or after `offset`, copied out.

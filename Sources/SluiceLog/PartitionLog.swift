@@ -13,6 +13,12 @@ public struct AppendResult: Sendable, Hashable {
     public var baseOffset: Int64
     public var lastOffset: Int64
     public var recordCount: Int
+
+    public init(baseOffset: Int64, lastOffset: Int64, recordCount: Int) {
+        self.baseOffset = baseOffset
+        self.lastOffset = lastOffset
+        self.recordCount = recordCount
+    }
 }
 
 struct SegmentState: Sendable {

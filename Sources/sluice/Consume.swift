@@ -3,12 +3,18 @@
 import ArgumentParser
 import Foundation
 import SluiceBroker
+import Logging
 import SluiceLog
+import Synchronization
 
-struct Consume: ParsableCommand {
+struct Consume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print records of a topic to standard output.",
-        discussion: "Stops at the end of the log unless --follow is given."
+        discussion: """
+        Stops at the end of the log unless --follow is given. Without --group the data directory
+        is opened read-only (it works beside a running producer); with --group the consumer
+        joins the group, starts at the group's committed offsets and commits as it goes.
+        """
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case value, json }
@@ -16,10 +22,12 @@ struct Consume: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Topic to read.") var topic: String
     @Option(help: "Read only this partition (default: all, in partition order).") var partition: Int32?
-    @Option(help: "Where to start: earliest, latest, or an offset.") var from: String = "earliest"
+    @Option(help: "Where to start: earliest, latest, or an offset (with --group: where to start without a committed offset).") var from: String = "earliest"
     @Option(help: "Stop after this many records.") var max: Int?
     @Option(help: "value: each value on its own line; json: one object per record.") var format: Format = .value
     @Flag(help: "Keep waiting for new records at the end of the log.") var follow = false
+    @Option(help: "Consume as a member of this consumer group, committing offsets as records are printed.") var group: String?
+    @Option(help: "read_uncommitted (default) or read_committed: hide aborted and open transactions.") var isolation: String = "read_uncommitted"
 
     func validate() throws {
         if from != "earliest" && from != "latest" && (Int64(from) ?? -1) < 0 {
@@ -27,10 +35,27 @@ struct Consume: ParsableCommand {
         }
         if let max, max < 0 { throw ValidationError("--max must be 0 or more") }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more, got \(partition)") }
+        if IsolationLevel(rawValue: isolation) == nil {
+            throw ValidationError("--isolation must be read_uncommitted or read_committed, got '\(isolation)'")
+        }
+        if group != nil && Int64(from) != nil { throw ValidationError("--from OFFSET cannot be used with --group; use 'sluice group reset-offsets'") }
+        if let group, group.isEmpty { throw ValidationError("--group must not be empty") }
     }
 
-    func run() throws {
+    var isolationLevel: IsolationLevel { IsolationLevel(rawValue: isolation)! }
+
+    func run() async throws {
         let name = try TopicName(topic)
+        if group != nil {
+            try await runInGroup(name)
+        } else {
+            try runStandalone(name)
+        }
+    }
+
+    // MARK: Standalone (read-only)
+
+    private func runStandalone(_ name: TopicName) throws {
         let topics = try global.openTopics(readOnly: true)
         let config = try topics.config(name)
         if let partition, partition >= config.partitions {
@@ -38,54 +63,50 @@ struct Consume: ParsableCommand {
         }
         let selected = partition.map { [$0] } ?? Array(0..<config.partitions)
         var positions: [Int64] = []
-        var logs: [PartitionLog] = []
+        var handles: [PartitionHandle] = []
         for p in selected {
-            let log = try topics.partitionLog(name, p)
-            logs.append(log)
+            let handle = try PartitionHandle.readOnly(topics: topics, TopicPartition(name, p))
+            handles.append(handle)
             switch from {
-            case "earliest": positions.append(log.logStartOffset)
-            case "latest": positions.append(log.logEndOffset)
+            case "earliest": positions.append(handle.logStartOffset)
+            case "latest": positions.append(handle.highWatermark)
             default:
                 let o = Int64(from)!
-                if o > log.logEndOffset || o < log.logStartOffset {
-                    throw CLIError.user("offset \(o) is outside partition \(p) of '\(name)', which holds offsets \(log.logStartOffset) to \(log.logEndOffset)")
+                if o > handle.highWatermark || o < handle.logStartOffset {
+                    throw CLIError.user("offset \(o) is outside partition \(p) of '\(name)', which holds offsets \(handle.logStartOffset) to \(handle.highWatermark)")
                 }
                 positions.append(o)
             }
         }
-
         var out = OutputBuffer()
         var remaining = max ?? Int.max
         let topicJSON = JSON.string(name.rawValue)
         // Without --follow each partition is read to the end it had when we started.
-        let ends = logs.map(\.logEndOffset)
+        let ends = handles.map { isolationLevel == .readCommitted ? $0.lastStableOffset : $0.highWatermark }
         var failure: (any Error)?
         outer: while remaining > 0 {
             var progressed = false
-            for (i, log) in logs.enumerated() where remaining > 0 {
+            for (i, handle) in handles.enumerated() where remaining > 0 {
                 if !follow && positions[i] >= ends[i] { continue }
-                let result: LogReadResult
+                let data: FetchedData
                 do {
-                    result = try log.read(from: positions[i], maxBytes: 1 << 20)
+                    data = try handle.read(from: positions[i], maxBytes: 1 << 20, isolation: isolationLevel)
                 } catch {
                     failure = error
                     break outer
                 }
-                if result.isEmpty { continue }
+                if data.isEmpty { continue }
                 progressed = true
-                let start = positions[i]
                 let limit = follow ? Int64.max : ends[i]
+                let start = positions[i]
                 var next = start
-                try result.forEachBatch { batch in
-                    if batch.header.isControl { next = batch.header.nextOffset; return }
-                    try batch.forEachRecord { r in
-                        guard r.offset >= start, r.offset < limit, remaining > 0 else { return }
-                        write(r, partition: selected[i], topicJSON: topicJSON, to: &out)
-                        remaining -= 1
-                        next = r.offset + 1
-                    }
-                    if remaining > 0 && batch.header.nextOffset <= limit { next = batch.header.nextOffset }
+                try data.forEachRecord(from: start) { r in
+                    guard r.offset < limit, remaining > 0 else { return }
+                    write(r, partition: selected[i], topicJSON: topicJSON, to: &out)
+                    remaining -= 1
+                    next = r.offset + 1
                 }
+                if remaining > 0 { next = Swift.min(data.nextOffset, limit) }
                 positions[i] = Swift.max(next, positions[i])
                 if out.count > 1 << 16 { try out.flush() }
             }
@@ -93,11 +114,78 @@ struct Consume: ParsableCommand {
                 if !follow { break }
                 try out.flush()
                 usleep(50_000)
-                for log in logs { try log.refresh() }
+                for handle in handles { try handle.refresh() }
             }
         }
         try out.flush()
         if let failure { throw failure }
+    }
+
+    // MARK: Group member
+
+    private func runInGroup(_ name: TopicName) async throws {
+        global.bootstrapLogging()
+        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: Logger(label: "sluice"))
+        do {
+            try await consumeInGroup(name, broker: broker)
+        } catch {
+            await broker.close()
+            throw error
+        }
+        await broker.close()
+    }
+
+    private func consumeInGroup(_ name: TopicName, broker: EmbeddedBroker) async throws {
+        let count = try broker.partitionCount(name)
+        if let partition, partition >= count {
+            throw CLIError.user("topic '\(name)' has partitions 0 to \(count - 1); there is no partition \(partition)")
+        }
+        var config = ConsumerConfig(groupId: group)
+        config.isolation = isolationLevel
+        config.autoOffsetReset = from == "latest" ? .latest : .earliest
+        config.clientId = "sluice-consume"
+        let consumer = Consumer(broker: broker, config: config)
+        if let partition {
+            try consumer.assign([TopicPartition(name, partition)])
+        } else {
+            try consumer.subscribe([name])
+        }
+        let stop = StopSignal()
+        var out = OutputBuffer()
+        var remaining = max ?? Int.max
+        let topicJSON = JSON.string(name.rawValue)
+        var idleRounds = 0
+        while remaining > 0 && !stop.requested {
+            let records = try await consumer.poll(maxWait: follow ? .milliseconds(200) : .milliseconds(50))
+            var commit: [TopicPartition: Int64] = [:]
+            for part in records.parts {
+                let tp = part.data.topicPartition
+                var next = part.from
+                try part.data.forEachRecord(from: part.from) { r in
+                    guard remaining > 0 else { return }
+                    write(r, partition: tp.partition, topicJSON: topicJSON, to: &out)
+                    remaining -= 1
+                    next = r.offset + 1
+                }
+                commit[tp] = remaining > 0 ? part.data.nextOffset : next
+            }
+            try out.flush()
+            if !commit.isEmpty {
+                try await consumer.commitSync(commit)
+                idleRounds = 0
+            } else if !follow {
+                // Done when every assigned partition has been read to its end.
+                var atEnd = !consumer.assignment.isEmpty
+                for tp in consumer.assignment {
+                    let end = isolationLevel == .readCommitted ? try broker.partition(tp).lastStableOffset : try broker.partition(tp).highWatermark
+                    if try await consumer.position(tp) < end { atEnd = false }
+                }
+                idleRounds += 1
+                if atEnd || idleRounds > 100 { break }
+            }
+        }
+        try out.flush()
+        await consumer.close()
     }
 
     private func write(_ r: RecordView, partition: Int32, topicJSON: String, to out: inout OutputBuffer) {
@@ -122,6 +210,34 @@ struct Consume: ParsableCommand {
             out.append("}}\n")
         }
     }
+}
+
+/// Set by SIGINT or SIGTERM so a following consumer can commit, leave its group and exit 0.
+final class StopSignal: @unchecked Sendable {
+    // `sources` is set once in init and only kept alive; the flag is behind its mutex.
+    private let sources: [any DispatchSourceSignal]
+    private let flag = Flag()
+
+    final class Flag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    init() {
+        var sources: [any DispatchSourceSignal] = []
+        let flag = self.flag
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { flag.set() }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    var requested: Bool { flag.isSet }
 }
 
 /// Buffers stdout writes; a closed pipe ends the command quietly.

@@ -15,6 +15,7 @@ struct Produce: ParsableCommand {
     @Argument(help: "Topic to write to.") var topic: String
     @Option(help: "Write every record to this partition.") var partition: Int32?
     @Option(help: "Key for every record (keyed records go to murmur2(key) % partitions, as in Kafka).") var key: String?
+    @Option(name: .customLong("key-field"), help: "Take each record's key from this field of the line, read as a JSON object.") var keyField: String?
     @Flag(name: .customLong("report-acks"), help: "Print 'acked N' to stdout each time the first N records are durable.")
     var reportAcks = false
     @Option(name: .customLong("batch-records"), help: "Most records in one batch.") var batchRecords: Int = 10_000
@@ -22,6 +23,7 @@ struct Produce: ParsableCommand {
     func validate() throws {
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more, got \(partition)") }
         if batchRecords < 1 { throw ValidationError("--batch-records must be at least 1") }
+        if key != nil && keyField != nil { throw ValidationError("use either --key or --key-field, not both") }
     }
 
     func run() throws {
@@ -37,15 +39,28 @@ struct Produce: ParsableCommand {
         let keyless = KeylessPartitioner()
         var writer = BatchWriter(topics: topics, topic: name, partitions: config.partitions, batchRecords: batchRecords)
         var total = 0
+        var lineNumber = 0
         var lines = LineReader(fd: 0)
         while let chunk = try lines.nextChunk() {
             let now = currentTimeMillis()
             for line in chunk {
-                let p = partition ?? keyed ?? keyless.partition(partitions: config.partitions)
-                let full = try line.withUnsafeBytes { value in
-                    try writer.add(partition: p, key: keyBytes, value: value, timestamp: now)
+                lineNumber += 1
+                var recordKey = keyBytes
+                var p = partition ?? keyed
+                if let keyField {
+                    guard let k = Self.field(keyField, of: line) else {
+                        try writer.flushAll()
+                        try writer.waitUntilDurable()
+                        throw CLIError.user("line \(lineNumber) of standard input is not a JSON object with a '\(keyField)' field (the \(lineNumber - 1) lines before it were written)")
+                    }
+                    recordKey = k
+                    if partition == nil { p = Murmur2.partition(forKey: k, partitions: config.partitions) }
                 }
-                if full && partition == nil && keyed == nil { keyless.batchCompleted(partitions: config.partitions) }
+                let target = p ?? keyless.partition(partitions: config.partitions)
+                let full = try line.withUnsafeBytes { value in
+                    try writer.add(partition: target, key: recordKey, value: value, timestamp: now)
+                }
+                if full && p == nil { keyless.batchCompleted(partitions: config.partitions) }
             }
             try writer.flushAll()
             try writer.waitUntilDurable()
@@ -56,6 +71,22 @@ struct Produce: ParsableCommand {
             }
         }
         FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
+    }
+}
+
+extension Produce {
+    /// The key a JSON line holds in `field`: a string as its UTF-8 bytes, a number or bool as
+    /// its JSON text. Nil when the line is not a JSON object or lacks the field.
+    static func field(_ field: String, of line: ArraySlice<UInt8>) -> [UInt8]? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let value = object[field] else { return nil }
+        switch value {
+        case let s as String: return Array(s.utf8)
+        case is NSNull: return nil
+        case let n as NSNumber: return Array(n.stringValue.utf8)
+        default:
+            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) else { return nil }
+            return Array(data)
+        }
     }
 }
 

@@ -14,20 +14,24 @@ struct Sluice: ParsableCommand {
         Exit codes: 0 success, 1 user error, 2 runtime failure.
         """,
         version: "0.1.0",
-        subcommands: [TopicCommand.self, Produce.self, Consume.self, Bench.self]
+        subcommands: [TopicCommand.self, Produce.self, Consume.self, GroupCommand.self, Bench.self]
     )
 }
 
 @main
 enum Main {
-    static func main() {
+    static func main() async {
         // A closed pipe (sluice consume | head) ends the command quietly; a file size limit
         // (ulimit -f) becomes an EFBIG error the log can report instead of a killed process.
         signal(SIGPIPE, SIG_IGN)
         signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try Sluice.parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
             exit(0)
         } catch {
             exit(report(error))

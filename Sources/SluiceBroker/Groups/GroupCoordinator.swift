@@ -1,0 +1,482 @@
+// GroupCoordinator: Kafka's classic group protocol for every group of the broker — members,
+// generations, the Empty → PreparingRebalance → CompletingRebalance → Stable cycle, session
+// timeouts, static membership, fencing of stale commits — plus committed offsets. The
+// coordinator treats protocol metadata as bytes, so in-process consumers and Kafka wire
+// clients share groups. An actor: group changes are low-rate coordination.
+import Logging
+import SluiceLog
+
+public actor GroupCoordinator {
+    struct Member {
+        var memberId: String
+        var groupInstanceId: String?
+        var clientId: String
+        var sessionTimeoutMs: Int32
+        var rebalanceTimeoutMs: Int32
+        var protocols: [GroupProtocol]
+        var lastHeartbeatMs: Int64
+        var assignment: [UInt8] = []
+        var pendingJoin: CheckedContinuation<JoinGroupResponse, any Error>?
+        var pendingSync: CheckedContinuation<[UInt8], any Error>?
+        /// Joined in the current rebalance round.
+        var joinedThisRound = false
+    }
+
+    struct Group {
+        var id: String
+        var state: GroupState = .empty
+        var generation: Int32 = 0
+        var protocolType: String = ""
+        var protocolName: String?
+        var leader: String?
+        var members: [String: Member] = [:]
+        var joinOrder: [String] = []
+        var staticMembers: [String: String] = [:]  // instance id -> member id
+        var rebalanceDeadlineMs: Int64 = 0
+        var emptySinceMs: Int64 = currentTimeMillis()
+    }
+
+    private var groups: [String: Group] = [:]
+    private let offsets: OffsetStore
+    private let config: GroupConfig
+    private let logger: Logger
+    private var memberCounter: UInt64 = 0
+    private var dirtySnapshots: [String: GroupSnapshot] = [:]
+    /// In-process members learn of a rebalance at once instead of at their next heartbeat.
+    private var watchers: [String: [String: @Sendable () -> Void]] = [:]
+    private var partitionCounts: @Sendable (TopicName) -> Int32?
+
+    init(offsets: OffsetStore, config: GroupConfig, logger: Logger, partitionCounts: @escaping @Sendable (TopicName) -> Int32?) {
+        self.offsets = offsets
+        self.config = config
+        self.logger = logger
+        self.partitionCounts = partitionCounts
+    }
+
+    // MARK: Join
+
+    public func join(_ request: JoinGroupRequest) async throws -> JoinGroupResponse {
+        guard !request.groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        guard request.sessionTimeoutMs >= config.minSessionTimeoutMs && request.sessionTimeoutMs <= config.maxSessionTimeoutMs else {
+            throw BrokerError(.invalidSessionTimeout, "session timeout \(request.sessionTimeoutMs) ms is outside \(config.minSessionTimeoutMs)...\(config.maxSessionTimeoutMs) ms")
+        }
+        guard !request.protocols.isEmpty else { throw BrokerError(.inconsistentGroupProtocol, "a member must offer at least one protocol") }
+        var group = groups[request.groupId] ?? Group(id: request.groupId)
+        if group.state == .dead { group = Group(id: request.groupId) }
+        if !group.members.isEmpty {
+            if group.protocolType != request.protocolType {
+                throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' uses protocol type '\(group.protocolType)', not '\(request.protocolType)'")
+            }
+            let common = Set(group.members.values.flatMap { m in m.protocols.map(\.name) })
+            let offered = Set(request.protocols.map(\.name))
+            let shared = group.members.values.reduce(offered) { acc, m in acc.intersection(m.protocols.map(\.name)) }
+            if shared.isEmpty && !(group.members.count == 1 && group.members[request.memberId] != nil) {
+                throw BrokerError(.inconsistentGroupProtocol, "member offers \(offered.sorted()) but group '\(request.groupId)' uses \(common.sorted())")
+            }
+        }
+        group.protocolType = request.protocolType
+        let now = currentTimeMillis()
+
+        var memberId = request.memberId
+        // Static membership: a known instance id takes over its old member id.
+        if let instance = request.groupInstanceId, let old = group.staticMembers[instance], old != memberId {
+            if !memberId.isEmpty && group.members[memberId] == nil && memberId != old {
+                // A different member id for the instance: the newer process wins.
+            }
+            let newId = memberId.isEmpty ? newMemberId(request.clientId, instance) : memberId
+            if var m = group.members.removeValue(forKey: old) {
+                m.pendingJoin?.resume(throwing: BrokerError(.fencedInstanceId, "instance '\(instance)' rejoined as another member"))
+                m.pendingSync?.resume(throwing: BrokerError(.fencedInstanceId, "instance '\(instance)' rejoined as another member"))
+                m.pendingJoin = nil
+                m.pendingSync = nil
+                m.memberId = newId
+                m.protocols = request.protocols
+                m.lastHeartbeatMs = now
+                m.sessionTimeoutMs = request.sessionTimeoutMs
+                m.rebalanceTimeoutMs = request.rebalanceTimeoutMs
+                group.members[newId] = m
+                group.joinOrder = group.joinOrder.map { $0 == old ? newId : $0 }
+                group.staticMembers[instance] = newId
+                if group.leader == old { group.leader = newId }
+                if group.state == .stable {
+                    // Same protocols: no rebalance; the member resyncs to get its assignment.
+                    groups[group.id] = group
+                    logger.info("static member \(instance) of \(group.id) rejoined as \(newId) without a rebalance")
+                    return JoinGroupResponse(generation: group.generation, protocolName: group.protocolName, protocolType: group.protocolType, leader: group.leader ?? newId, memberId: newId, members: newId == group.leader ? members(of: group) : [])
+                }
+                memberId = newId
+            }
+        }
+        if memberId.isEmpty || group.members[memberId] == nil {
+            if !memberId.isEmpty && request.groupInstanceId == nil {
+                throw BrokerError(.unknownMemberId, "member '\(memberId)' is not in group '\(request.groupId)' (it was removed; rejoin without a member id)")
+            }
+            if memberId.isEmpty { memberId = newMemberId(request.clientId, request.groupInstanceId) }
+            group.members[memberId] = Member(memberId: memberId, groupInstanceId: request.groupInstanceId, clientId: request.clientId, sessionTimeoutMs: request.sessionTimeoutMs, rebalanceTimeoutMs: request.rebalanceTimeoutMs, protocols: request.protocols, lastHeartbeatMs: now)
+            group.joinOrder.append(memberId)
+            if let instance = request.groupInstanceId { group.staticMembers[instance] = memberId }
+            logger.debug("member \(memberId) joins \(group.id)")
+        } else {
+            group.members[memberId]!.protocols = request.protocols
+            group.members[memberId]!.lastHeartbeatMs = now
+            group.members[memberId]!.sessionTimeoutMs = request.sessionTimeoutMs
+            group.members[memberId]!.rebalanceTimeoutMs = request.rebalanceTimeoutMs
+        }
+        if group.state != .preparingRebalance { prepareRebalance(&group, now: now, reason: "member \(memberId) joined") }
+        group.members[memberId]!.joinedThisRound = true
+        let id = memberId
+        groups[group.id] = group
+        return try await withCheckedThrowingContinuation { continuation in
+            // A member re-joining while an older join is pending: the older one gets an error.
+            groups[group.id]!.members[id]!.pendingJoin?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
+            groups[group.id]!.members[id]!.pendingJoin = continuation
+            tryCompleteJoin(group.id)
+        }
+    }
+
+    private func newMemberId(_ clientId: String, _ instance: String?) -> String {
+        memberCounter += 1
+        let uuid = (0..<4).map { _ in String(UInt16.random(in: 0...UInt16.max), radix: 16) }.joined()
+        return "\(instance ?? clientId)-\(memberCounter)-\(uuid)"
+    }
+
+    private func prepareRebalance(_ group: inout Group, now: Int64, reason: String) {
+        let wasEmpty = group.state == .empty || group.members.values.allSatisfy { $0.assignment.isEmpty } && group.generation == 0
+        // Members waiting in sync must rejoin.
+        for id in group.members.keys {
+            if let s = group.members[id]!.pendingSync {
+                s.resume(throwing: BrokerError(.rebalanceInProgress, "group \(group.id) is rebalancing: \(reason)"))
+                group.members[id]!.pendingSync = nil
+            }
+            group.members[id]!.joinedThisRound = false
+        }
+        group.state = .preparingRebalance
+        for (_, notify) in watchers[group.id] ?? [:] { notify() }
+        let timeout = Int64(group.members.values.map(\.rebalanceTimeoutMs).max() ?? 30_000)
+        group.rebalanceDeadlineMs = now + (wasEmpty ? min(timeout, config.initialRebalanceDelayMs) : timeout)
+        logger.info("group \(group.id) is rebalancing (generation \(group.generation)): \(reason)")
+    }
+
+    /// Completes the join phase when every member has rejoined (or the deadline passed).
+    private func tryCompleteJoin(_ groupId: String, force: Bool = false) {
+        guard var group = groups[groupId], group.state == .preparingRebalance else { return }
+        let now = currentTimeMillis()
+        let allJoined = group.members.values.allSatisfy { $0.pendingJoin != nil }
+        if group.generation == 0 && config.initialRebalanceDelayMs > 0 && now < group.rebalanceDeadlineMs && !force { return }
+        guard allJoined || force || now >= group.rebalanceDeadlineMs else { return }
+        // Members that did not rejoin in time are out.
+        for (id, m) in group.members where m.pendingJoin == nil {
+            removeMember(&group, id, reason: "did not rejoin within the rebalance timeout")
+        }
+        group.generation += 1
+        if group.members.isEmpty {
+            group.state = .empty
+            group.protocolName = nil
+            group.leader = nil
+            group.emptySinceMs = now
+            groups[groupId] = group
+            persist(group)
+            return
+        }
+        group.protocolName = selectProtocol(group)
+        if group.leader == nil || group.members[group.leader!] == nil {
+            group.leader = group.joinOrder.first { group.members[$0] != nil }
+        }
+        group.state = .completingRebalance
+        let all = members(of: group)
+        for id in group.members.keys {
+            let response = JoinGroupResponse(generation: group.generation, protocolName: group.protocolName, protocolType: group.protocolType, leader: group.leader!, memberId: id, members: id == group.leader ? all : [])
+            group.members[id]!.pendingJoin?.resume(returning: response)
+            group.members[id]!.pendingJoin = nil
+            group.members[id]!.lastHeartbeatMs = now
+        }
+        groups[groupId] = group
+        logger.info("group \(groupId) generation \(group.generation): \(group.members.count) members, protocol \(group.protocolName ?? "-"), leader \(group.leader!)")
+    }
+
+    private func members(of group: Group) -> [JoinedMember] {
+        group.joinOrder.compactMap { id in
+            guard let m = group.members[id] else { return nil }
+            let metadata = m.protocols.first { $0.name == group.protocolName }?.metadata ?? []
+            return JoinedMember(memberId: id, groupInstanceId: m.groupInstanceId, metadata: metadata)
+        }
+    }
+
+    /// Kafka's vote: each member votes for its most preferred protocol that all members support.
+    private func selectProtocol(_ group: Group) -> String? {
+        let members = group.members.values
+        guard let first = members.first else { return nil }
+        let candidates = members.reduce(Set(first.protocols.map(\.name))) { $0.intersection($1.protocols.map(\.name)) }
+        var votes: [String: Int] = [:]
+        for m in members {
+            if let choice = m.protocols.first(where: { candidates.contains($0.name) }) { votes[choice.name, default: 0] += 1 }
+        }
+        let order = first.protocols.map(\.name)
+        return votes.max { a, b in a.value != b.value ? a.value < b.value : (order.firstIndex(of: a.key) ?? 0) > (order.firstIndex(of: b.key) ?? 0) }?.key
+    }
+
+    // MARK: Sync
+
+    /// The member's assignment for `generation`. The leader's call carries everyone's.
+    public func sync(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil, assignments: [String: [UInt8]] = [:]) async throws -> [UInt8] {
+        guard var group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
+        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
+        switch group.state {
+        case .preparingRebalance:
+            throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing; rejoin")
+        case .stable:
+            return group.members[memberId]!.assignment
+        case .completingRebalance:
+            if memberId == group.leader {
+                for id in group.members.keys { group.members[id]!.assignment = assignments[id] ?? [] }
+                group.state = .stable
+                for id in group.members.keys {
+                    if let s = group.members[id]!.pendingSync {
+                        s.resume(returning: group.members[id]!.assignment)
+                        group.members[id]!.pendingSync = nil
+                    }
+                }
+                groups[groupId] = group
+                persist(group)
+                logger.info("group \(groupId) is stable at generation \(generation)")
+                return group.members[memberId]!.assignment
+            }
+            return try await withCheckedThrowingContinuation { continuation in
+                groups[groupId]!.members[memberId]!.pendingSync = continuation
+            }
+        case .empty, .dead:
+            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'")
+        }
+    }
+
+    /// Calls `notify` whenever `memberId`'s group starts rebalancing (or the member is
+    /// removed). For in-process members; wire clients learn from heartbeats.
+    public func watch(groupId: String, memberId: String, _ notify: @escaping @Sendable () -> Void) {
+        watchers[groupId, default: [:]][memberId] = notify
+    }
+
+    public func unwatch(groupId: String, memberId: String) {
+        watchers[groupId]?.removeValue(forKey: memberId)
+    }
+
+    // MARK: Heartbeat, leave
+
+    public func heartbeat(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil) throws {
+        guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
+        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
+        groups[groupId]!.members[memberId]!.lastHeartbeatMs = currentTimeMillis()
+        if group.state == .preparingRebalance {
+            throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing; rejoin")
+        }
+    }
+
+    public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) {
+        guard var group = groups[groupId] else { return }
+        var id = memberId
+        if let instance = groupInstanceId, let mapped = group.staticMembers[instance] { id = mapped }
+        guard group.members[id] != nil else { return }
+        removeMember(&group, id, reason: "left the group")
+        finishMembershipChange(&group, reason: "member \(id) left")
+    }
+
+    private func removeMember(_ group: inout Group, _ id: String, reason: String) {
+        guard let m = group.members.removeValue(forKey: id) else { return }
+        watchers[group.id]?.removeValue(forKey: id)?()
+        m.pendingJoin?.resume(throwing: BrokerError(.unknownMemberId, "member \(id) was removed from \(group.id): \(reason)"))
+        m.pendingSync?.resume(throwing: BrokerError(.unknownMemberId, "member \(id) was removed from \(group.id): \(reason)"))
+        group.joinOrder.removeAll { $0 == id }
+        if let instance = m.groupInstanceId, group.staticMembers[instance] == id { group.staticMembers.removeValue(forKey: instance) }
+        if group.leader == id { group.leader = nil }
+        logger.info("member \(id) removed from \(group.id): \(reason)")
+    }
+
+    private func finishMembershipChange(_ group: inout Group, reason: String) {
+        let now = currentTimeMillis()
+        if group.members.isEmpty {
+            group.generation += 1
+            group.state = .empty
+            group.protocolName = nil
+            group.leader = nil
+            group.emptySinceMs = now
+            groups[group.id] = group
+            persist(group)
+            return
+        }
+        if group.state != .preparingRebalance { prepareRebalance(&group, now: now, reason: reason) }
+        groups[group.id] = group
+        tryCompleteJoin(group.id)
+    }
+
+    /// Rebalances every group whose consumers subscribe to `topic` (its partition count changed).
+    public func partitionsChanged(_ topic: TopicName) {
+        for (id, group) in groups where group.protocolType == "consumer" && group.state != .empty {
+            let subscribed = group.members.values.contains { m in
+                m.protocols.contains { p in (try? ConsumerSubscription.decode(p.metadata))?.topics.contains(topic.rawValue) ?? false }
+            }
+            if subscribed {
+                var g = group
+                prepareRebalance(&g, now: currentTimeMillis(), reason: "topic \(topic) has new partitions")
+                groups[id] = g
+            }
+        }
+    }
+
+    private func validate(_ group: Group, memberId: String, instance: String?, generation: Int32) throws {
+        if let instance, let current = group.staticMembers[instance], current != memberId {
+            throw BrokerError(.fencedInstanceId, "instance '\(instance)' of group '\(group.id)' is now member \(current); \(memberId) is fenced")
+        }
+        guard group.members[memberId] != nil else {
+            throw BrokerError(.unknownMemberId, "group '\(group.id)' has no member '\(memberId)'")
+        }
+        guard generation == group.generation else {
+            throw BrokerError(.illegalGeneration, "member \(memberId) is at generation \(generation) but group '\(group.id)' is at \(group.generation)")
+        }
+    }
+
+    // MARK: Timers
+
+    /// Expires members whose session ran out and finishes overdue rebalances. Called by the
+    /// broker's maintenance loop.
+    func tick() async {
+        let now = currentTimeMillis()
+        for id in Array(groups.keys) {
+            guard var group = groups[id] else { continue }
+            var expired: [String] = []
+            for (mid, m) in group.members where m.pendingJoin == nil && now - m.lastHeartbeatMs > Int64(m.sessionTimeoutMs) {
+                expired.append(mid)
+            }
+            if !expired.isEmpty {
+                for mid in expired { removeMember(&group, mid, reason: "its session timed out") }
+                finishMembershipChange(&group, reason: "session timeout of \(expired.joined(separator: ", "))")
+                continue
+            }
+            if group.state == .preparingRebalance && now >= group.rebalanceDeadlineMs {
+                tryCompleteJoin(id, force: true)
+            }
+        }
+        await expireOffsets(now: now)
+        await flushSnapshots()
+    }
+
+    private func expireOffsets(now: Int64) async {
+        for group in offsets.groupsIdle(since: now - config.offsetsRetentionMs) {
+            if let g = groups[group], !g.members.isEmpty { continue }
+            do {
+                try await offsets.delete(group)
+                groups.removeValue(forKey: group)
+                logger.info("offsets of group \(group) expired")
+            } catch {
+                logger.warning("could not expire the offsets of group \(group): \(error)")
+            }
+        }
+    }
+
+    // MARK: Offsets
+
+    /// Commits offsets. Members of a group with members must be current (a zombie from an
+    /// older generation is rejected); a group without members accepts commits from anyone
+    /// (generation -1, as manual-assignment consumers use).
+    public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets committed: [TopicPartition: CommittedOffset]) async throws {
+        guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        if let group = groups[groupId], !group.members.isEmpty {
+            try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
+            if group.state == .completingRebalance {
+                throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is completing a rebalance; commit after it")
+            }
+        } else if generation >= 0 || !memberId.isEmpty {
+            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'; it may have been removed after its session timed out")
+        }
+        try await offsets.commit(groupId, committed)
+    }
+
+    /// Applies offsets of a committed transaction (already fenced by the transaction coordinator).
+    func commitTransactional(groupId: String, offsets committed: [TopicPartition: CommittedOffset]) async throws {
+        try await offsets.commit(groupId, committed)
+    }
+
+    public func committedOffsets(groupId: String) -> [TopicPartition: CommittedOffset] {
+        offsets.committed(groupId)
+    }
+
+    /// Checks that `memberId` at `generation` is a current member (the fetch-ownership check
+    /// lanes make before processing); with `partition`, that it is assigned that partition.
+    public func checkOwnership(groupId: String, memberId: String, generation: Int32, partition: TopicPartition? = nil) throws {
+        guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
+        try validate(group, memberId: memberId, instance: nil, generation: generation)
+        guard group.state == .stable else { throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing") }
+        if let partition, group.protocolType == "consumer" {
+            let assigned = (try? ConsumerAssignment.decode(group.members[memberId]!.assignment).partitions) ?? []
+            guard assigned.contains(partition) else {
+                throw BrokerError(.notAssigned, "\(partition) is not assigned to member \(memberId) of group '\(groupId)' at generation \(generation)")
+            }
+        }
+    }
+
+    // MARK: Admin
+
+    public func describe(groupId: String) -> GroupDescription? {
+        guard let g = groups[groupId] else {
+            guard let s = offsets.snapshot(groupId) else {
+                return offsets.committed(groupId).isEmpty ? nil : GroupDescription(groupId: groupId, state: .empty, generation: 0, protocolType: "consumer", protocolName: nil, leader: nil, members: [])
+            }
+            return GroupDescription(groupId: groupId, state: .empty, generation: s.generation, protocolType: s.protocolType, protocolName: nil, leader: nil, members: [])
+        }
+        return GroupDescription(groupId: g.id, state: g.state, generation: g.generation, protocolType: g.protocolType, protocolName: g.protocolName, leader: g.leader,
+            members: g.joinOrder.compactMap { id in
+                guard let m = g.members[id] else { return nil }
+                return GroupMemberDescription(memberId: id, groupInstanceId: m.groupInstanceId, clientId: m.clientId, metadata: m.protocols.first { $0.name == g.protocolName }?.metadata ?? [], assignment: m.assignment)
+            })
+    }
+
+    public func listGroups() -> [(groupId: String, state: GroupState, protocolType: String)] {
+        var out: [String: (String, GroupState, String)] = [:]
+        for id in offsets.groupIds() { out[id] = (id, .empty, offsets.snapshot(id)?.protocolType ?? "consumer") }
+        for (id, g) in groups { out[id] = (id, g.state, g.protocolType) }
+        return out.values.sorted { $0.0 < $1.0 }.map { (groupId: $0.0, state: $0.1, protocolType: $0.2) }
+    }
+
+    /// Deletes an empty group and its offsets.
+    public func deleteGroup(_ groupId: String) async throws {
+        if let g = groups[groupId], !g.members.isEmpty {
+            throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(g.members.count) live member\(g.members.count == 1 ? "" : "s"); stop them first")
+        }
+        guard groups[groupId] != nil || offsets.groupIds().contains(groupId) else {
+            throw BrokerError(.unknownGroup, "group '\(groupId)' does not exist")
+        }
+        try await offsets.delete(groupId)
+        groups.removeValue(forKey: groupId)
+    }
+
+    /// Sets committed offsets of an empty group (reset-offsets); refused while members live.
+    public func resetOffsets(groupId: String, to newOffsets: [TopicPartition: CommittedOffset]) async throws {
+        if let g = groups[groupId], !g.members.isEmpty {
+            throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(g.members.count) live member\(g.members.count == 1 ? "" : "s"); stop its consumers before resetting offsets")
+        }
+        try await offsets.commit(groupId, newOffsets)
+    }
+
+    /// True when the group has live members in this process.
+    public func hasMembers(_ groupId: String) -> Bool { !(groups[groupId]?.members.isEmpty ?? true) }
+
+    private func persist(_ group: Group) {
+        let snapshot = GroupSnapshot(
+            groupId: group.id, state: group.state.rawValue, generation: group.generation, protocolType: group.protocolType,
+            protocolName: group.protocolName, leader: group.leader,
+            members: group.joinOrder.compactMap { id in
+                guard let m = group.members[id] else { return nil }
+                let parts = (try? ConsumerAssignment.decode(m.assignment).partitions.map(\.description)) ?? []
+                return GroupSnapshot.Member(memberId: id, groupInstanceId: m.groupInstanceId, clientId: m.clientId, partitions: parts)
+            },
+            timestamp: currentTimeMillis())
+        dirtySnapshots[group.id] = snapshot
+    }
+
+    /// Records changed group snapshots in `__consumer_offsets` (from the maintenance loop).
+    func flushSnapshots() async {
+        let pending = dirtySnapshots
+        dirtySnapshots.removeAll()
+        for snapshot in pending.values {
+            do { try await offsets.saveSnapshot(snapshot) } catch { logger.warning("could not record group \(snapshot.groupId): \(error)") }
+        }
+    }
+}
