@@ -1,9 +1,16 @@
 // sluice bench: built-in benchmarks (release builds give the real figures).
 import ArgumentParser
+import Foundation
 
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency on this machine.",
-        subcommands: [LogBench.self]
+        subcommands: [LogBench.self, BrokerBench.self]
     )
+}
+
+/// Writes a line to stdout at once (benchmarks report as they go, even into a pipe).
+func emit(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }

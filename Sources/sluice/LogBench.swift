@@ -30,10 +30,10 @@ struct LogBench: ParsableCommand {
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: base) }
         #if DEBUG
-        print("note: this is a debug build; build with -c release for real figures")
+        emit("note: this is a debug build; build with -c release for real figures")
         #endif
-        print("sluice bench log: \(records) records of \(valueSize)-byte values, batches of \(batchSize), scratch \(base)")
-        print("crc32c: \(CRC32C.usesHardware ? "hardware" : "portable tables")")
+        emit("sluice bench log: \(records) records of \(valueSize)-byte values, batches of \(batchSize), scratch \(base)")
+        emit("crc32c: \(CRC32C.usesHardware ? "hardware" : "portable tables")")
 
         // The machine's own limit: the same number of bytes written by plain 1 MiB pwrites
         // with an fdatasync every 50 ms (the log's group-commit cadence), measured before and
@@ -41,7 +41,7 @@ struct LogBench: ParsableCommand {
         let rawBytes = records / batchSize * (batchSize * (valueSize + 9) + 61)
         let before = try sequentialWrite(base + "/disk", bytes: rawBytes)
         let sync = try syncLatency(base + "/sync")
-        print(String(format: "machine  sequential write %.0f MB/s (%d MB in 1 MiB pwrites, fdatasync every 50 ms); fdatasync after a 256-byte append p50 %.3f ms, p99 %.3f ms",
+        emit(String(format: "machine  sequential write %.0f MB/s (%d MB in 1 MiB pwrites, fdatasync every 50 ms); fdatasync after a 256-byte append p50 %.3f ms, p99 %.3f ms",
                      before, rawBytes / 1_000_000, sync.p50 * 1000, sync.p99 * 1000))
         // Batched appends, flush interval.
         let logger = Logger(label: "sluice.bench")
@@ -131,7 +131,7 @@ struct LogBench: ParsableCommand {
     private func report(_ name: String, records: Int, seconds: Double, bytes: Int, extra: String?) {
         var line = String(format: "%@: %.0f records/s, %.1f MB/s (%d records in %.2f s)", name, Double(records) / seconds, Double(bytes) / seconds / 1e6, records, seconds)
         if let extra { line += "; " + extra }
-        print(line)
+        emit(line)
     }
 
     /// MB/s of plain sequential 1 MiB pwrites of `bytes`, with an fdatasync every 50 ms and
