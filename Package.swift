@@ -57,7 +57,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCLITests",
-            dependencies: ["SluiceLog"]
+            dependencies: ["SluiceLog", "SluiceBroker"]
         ),
     ],
     swiftLanguageModes: [.v6]

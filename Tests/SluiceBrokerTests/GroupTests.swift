@@ -127,11 +127,52 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
         } throws: { ($0 as? BrokerError)?.code == .illegalGeneration }
         await #expect { try await t.broker.groups.checkOwnership(groupId: "g", memberId: aMember, generation: before.generation) } throws: { ($0 as? BrokerError)?.code == .illegalGeneration }
 
+        // When the zombie polls again it learns its partitions were lost (no revoke, no commit).
+        _ = try? await c.consumer.poll(maxWait: .milliseconds(50))
+        #expect(c.events.all.contains { $0.hasPrefix("lost ") }, "\(c.events.all)")
+
         await a.close()
         await b.close()
         await c.close()
         #expect(await t.broker.groups.describe(groupId: "g")?.state == .empty)
         await t.close()
+    }
+
+    @Test func aMemberThatDoesNotRejoinWithinTheRebalanceTimeoutIsRemoved() async throws {
+        let t = try await TestBroker.make()
+        let groups = t.broker.groups
+        let proto = [GroupProtocol(name: "range", metadata: ConsumerSubscription(topics: ["x"]).encode())]
+        func join(_ id: String) async throws -> JoinGroupResponse {
+            try await groups.join(JoinGroupRequest(groupId: "slow", memberId: id, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 200, protocols: proto))
+        }
+        let first = try await join("")
+        _ = try await groups.sync(groupId: "slow", generation: first.generation, memberId: first.memberId, assignments: [first.memberId: []])
+        // A second member joins; the first never rejoins.
+        let start = ContinuousClock.now
+        let second = try await join("")
+        let waited = ContinuousClock.now - start
+        #expect(second.generation == first.generation + 1)
+        #expect(second.members.map(\.memberId) == [second.memberId], "the member that did not rejoin is gone")
+        #expect(waited >= .milliseconds(150), "the join waited for the rebalance timeout (\(waited))")
+        await #expect { try await groups.heartbeat(groupId: "slow", generation: first.generation, memberId: first.memberId) } throws: {
+            ($0 as? BrokerError)?.code == .unknownMemberId
+        }
+        await t.close()
+    }
+
+    @Test func offsetsOfAnAbandonedGroupExpire() async throws {
+        var config = GroupConfig()
+        config.offsetsRetentionMs = 100
+        let t = try await TestBroker.make(groupConfig: config)
+        let topic = try t.broker.createTopic("old", partitions: 1)
+        try await t.broker.groups.commit(groupId: "gone", offsets: [TopicPartition(topic, 0): CommittedOffset(offset: 0)])
+        #expect(await t.broker.groups.listGroups().map(\.groupId) == ["gone"])
+        #expect(await eventually { await t.broker.groups.committedOffsets(groupId: "gone").isEmpty })
+        #expect(await t.broker.groups.listGroups().isEmpty)
+        await t.broker.close()
+        let again = try await TestBroker.make(path: t.path)
+        #expect(await again.broker.groups.committedOffsets(groupId: "gone").isEmpty, "the expiry is durable")
+        await again.close()
     }
 
     @Test func aLeavingMemberHandsItsPartitionsOverAndTheGroupEmptiesAtTheEnd() async throws {
