@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import SluiceBroker
 import SluiceLog
+import SluiceRuntime
 
 struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,7 @@ struct Sluice: ParsableCommand {
         Exit codes: 0 success, 1 user error, 2 runtime failure.
         """,
         version: "0.1.0",
-        subcommands: [TopicCommand.self, Produce.self, Consume.self, GroupCommand.self, Bench.self]
+        subcommands: [Run.self, Validate.self, TopicCommand.self, Produce.self, Consume.self, GroupCommand.self, Components.self, Bench.self]
     )
 }
 
@@ -50,6 +51,14 @@ enum Main {
         case let e as LogError:
             printError(e.message)
             return [.invalidArgument, .offsetOutOfRange].contains(e.code) ? 1 : 2
+        case let e as PipelineLoadError:
+            for d in e.diagnostics { FileHandle.standardError.write(Data((d.description + "\n").utf8)) }
+            let errors = e.diagnostics.filter { $0.severity == .error }.count
+            FileHandle.standardError.write(Data("\(errors) error\(errors == 1 ? "" : "s")\n".utf8))
+            return 1
+        case let e as PipelineRunError:
+            printError(e.description)
+            return 2
         case let e as ExitCode:
             return e.rawValue
         default:

@@ -1,0 +1,106 @@
+// The built-in components, declared once: fields for validation and docs, and builders.
+import SluiceBroker
+import SluiceLog
+
+public enum BuiltInComponents {
+    static let batchField = FieldSpec("batch_records", .int, default: "1000", "Most records per batch handed downstream.")
+
+    public static var all: [ComponentSpec] { sources + transforms + sinks }
+
+    // MARK: Sources
+
+    static let sources: [ComponentSpec] = [
+        ComponentSpec(kind: .source, type: "topic", summary: "Reads a topic as a member of a consumer group; each assigned partition is a lane processed in offset order.", fields: [
+            FieldSpec("topic", .topic, required: true, "The topic to read."),
+            FieldSpec("group", .string, "Consumer group; defaults to the pipeline's name."),
+            FieldSpec("start", .choice(["earliest", "latest"]), default: "earliest", "Where to start when the group has no committed offset."),
+            FieldSpec("isolation", .choice(["read_uncommitted", "read_committed"]), default: "read_committed", "Whether to see records of open and aborted transactions."),
+            batchField,
+        ]) { config, _ in
+            .topicSource(TopicSourceSettings(
+                topic: config.string("topic")!, group: config.string("group") ?? config.pipelineName,
+                start: config.string("start") == "latest" ? .latest : .earliest,
+                isolation: config.string("isolation") == "read_uncommitted" ? .readUncommitted : .readCommitted,
+                maxBatchRecords: Int(config.int("batch_records") ?? 1000)))
+        },
+        ComponentSpec(kind: .source, type: "file", summary: "Reads a file one record per line (JSON lines or plain lines); ends at the end of the file unless `follow`.", fields: [
+            FieldSpec("path", .string, required: true, "File to read."),
+            FieldSpec("format", .choice(["jsonl", "lines"]), default: "lines", "`jsonl`: each line is a JSON value (parse it with a json transform); `lines`: plain text."),
+            FieldSpec("follow", .bool, default: "false", "Keep reading as the file grows."),
+            batchField,
+        ]) { config, _ in
+            .source(FileSource(id: config.id, path: config.string("path")!, format: config.string("format") ?? "lines", follow: config.bool("follow") ?? false, batchRecords: Int(config.int("batch_records") ?? 1000)))
+        },
+        ComponentSpec(kind: .source, type: "stdin", summary: "Reads standard input one record per line; ends at end of input.", fields: [
+            FieldSpec("format", .choice(["jsonl", "lines"]), default: "lines", "How lines are meant (values are bytes either way)."),
+            batchField,
+        ]) { config, _ in
+            .source(StdinSource(id: config.id, format: config.string("format") ?? "lines", batchRecords: Int(config.int("batch_records") ?? 1000)))
+        },
+        ComponentSpec(kind: .source, type: "generator", summary: "Generates records from a template; `i` is the record's number.", fields: [
+            FieldSpec("template", .template, required: true, "Each record's value, e.g. '{\"id\": {{i}}, \"amount\": {{i % 100}}}'."),
+            FieldSpec("count", .int, default: "0", "How many records; 0 generates until stopped."),
+            FieldSpec("rate", .int, default: "0", "Records per second; 0 is as fast as possible."),
+            batchField,
+        ]) { config, _ in
+            .source(GeneratorSource(id: config.id, count: config.int("count") ?? 0, rate: config.int("rate") ?? 0, template: config.expression("template")!, batchRecords: Int(config.int("batch_records") ?? 1000)))
+        },
+    ]
+
+    // MARK: Transforms
+
+    static let transforms: [ComponentSpec] = [
+        ComponentSpec(kind: .transform, type: "json", summary: "Parses each value as JSON so expressions can read its fields; invalid JSON goes to `<id>.errors`.", fields: []) { config, _ in
+            .transform(JSONTransform(id: config.id))
+        },
+        ComponentSpec(kind: .transform, type: "filter", summary: "Keeps the records for which `where` is true.", fields: [
+            FieldSpec("where", .expression, required: true, "The condition, e.g. amount > 50 and status == \"paid\"."),
+        ]) { config, _ in
+            .transform(FilterTransform(id: config.id, condition: config.expression("where")!))
+        },
+        ComponentSpec(kind: .transform, type: "map", summary: "Sets, removes and renames fields of a parsed JSON object.", fields: [
+            FieldSpec("set", .expressionMap, "Fields to set, each from an expression: { cents: \"amount * 100\" }. Evaluated on the record as it came in."),
+            FieldSpec("remove", .stringList, "Fields to remove."),
+            FieldSpec("rename", .stringMap, "Fields to rename: { old: new }."),
+        ]) { config, _ in
+            .transform(MapTransform(id: config.id, set: config.expressionMap("set") ?? [], remove: config.stringList("remove") ?? [], rename: config.stringMap("rename") ?? []))
+        },
+        ComponentSpec(kind: .transform, type: "key", summary: "Sets each record's key from an expression (a string as is, other values as JSON).", fields: [
+            FieldSpec("key", .expression, required: true, "The new key, e.g. user.id."),
+        ]) { config, _ in
+            .transform(KeyTransform(id: config.id, key: config.expression("key")!))
+        },
+        ComponentSpec(kind: .transform, type: "route", summary: "Sends each record to the first case whose expression is true (output `<id>.<case>`), or to `<id>.default`.", fields: [
+            FieldSpec("routes", .expressionMap, required: true, "Cases in order: { big: \"amount > 100\", eu: \"region == 'eu'\" }."),
+        ], extraOutputs: { config in (config.expressionMap("routes") ?? []).map(\.name) + ["default"] }) { config, _ in
+            .transform(RouteTransform(id: config.id, routes: config.expressionMap("routes") ?? []))
+        },
+    ]
+
+    // MARK: Sinks
+
+    static let sinks: [ComponentSpec] = [
+        ComponentSpec(kind: .sink, type: "topic", summary: "Writes records to a topic; a batch is accepted once it is durable under the topic's flush policy.", fields: [
+            FieldSpec("topic", .topic, required: true, "The topic to write."),
+            FieldSpec("key", .expression, "The key, from an expression; defaults to the record's key."),
+            FieldSpec("partition", .int, "Write every record to this partition (default: by key, as Kafka does)."),
+        ], exactlyOnceCapable: true) { config, context in
+            guard let broker = context.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
+            let topic = try TopicName(config.string("topic")!)
+            return .sink(TopicSink(id: config.id, broker: broker, producer: try await Producer(broker: broker), topic: topic, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
+        },
+        ComponentSpec(kind: .sink, type: "file", summary: "Appends each record's value as a line to a file, synced before the batch is accepted.", fields: [
+            FieldSpec("path", .string, required: true, "File to append to (created if missing)."),
+        ]) { config, _ in
+            .sink(try FileSink(id: config.id, path: config.string("path")!))
+        },
+        ComponentSpec(kind: .sink, type: "stdout", summary: "Prints records to standard output.", fields: [
+            FieldSpec("format", .choice(["value", "json"]), default: "value", "`value`: each value on a line; `json`: key, value (parsed fields when there are), topic, partition, offset."),
+        ]) { config, _ in
+            .sink(StdoutSink(format: config.string("format") ?? "value"))
+        },
+        ComponentSpec(kind: .sink, type: "drop", summary: "Discards records (for benchmarks and for outputs you mean to ignore).", fields: [], exactlyOnceCapable: true) { _, _ in
+            .sink(DropSink())
+        },
+    ]
+}

@@ -1,0 +1,118 @@
+// Built-in sources besides `topic` (which the executor drives through a consumer group):
+// file, stdin, generator.
+import Foundation
+import SluiceLog
+
+/// Reads a file line by line (jsonl or lines), in batches; bounded unless `follow`.
+struct FileSource: Source {
+    let id: String
+    let path: String
+    let format: String
+    let follow: Bool
+    let batchRecords: Int
+
+    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ComponentError(component: id, "cannot open \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")")
+        }
+        defer { try? handle.close() }
+        try await LineBatcher.read(fd: handle.fileDescriptor, follow: follow, batchRecords: batchRecords, format: format, component: id, emit: emit)
+    }
+}
+
+struct StdinSource: Source {
+    let id: String
+    let format: String
+    let batchRecords: Int
+    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+        try await LineBatcher.read(fd: 0, follow: false, batchRecords: batchRecords, format: format, component: id, emit: emit)
+    }
+}
+
+enum LineBatcher {
+    static func read(fd: Int32, follow: Bool, batchRecords: Int, format: String, component: String, emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var carry: [UInt8] = []
+        var batch: [PipelineRecord] = []
+        var lineNumber = 0
+        func line(_ bytes: ArraySlice<UInt8>) {
+            var b = bytes
+            if b.last == 13 { b = b.dropLast() }
+            lineNumber += 1
+            var r = PipelineRecord(value: Array(b))
+            r.offset = Int64(lineNumber - 1)
+            batch.append(r)
+        }
+        while true {
+            try Task.checkCancellation()
+            let n = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ComponentError(component: component, "read failed: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 {
+                if follow {
+                    if !batch.isEmpty { try await emit(batch); batch.removeAll(keepingCapacity: true) }
+                    try await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                if !carry.isEmpty { line(carry[...]); carry = [] }
+                if !batch.isEmpty { try await emit(batch) }
+                return
+            }
+            var data = carry
+            data += buffer[0..<n]
+            var start = 0
+            for i in 0..<data.count where data[i] == 10 {
+                line(data[start..<i])
+                start = i + 1
+                if batch.count >= batchRecords {
+                    try await emit(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            carry = Array(data[start...])
+            if !batch.isEmpty { try await emit(batch); batch.removeAll(keepingCapacity: true) }
+        }
+    }
+}
+
+/// Emits `count` records (0: endless) at `rate` per second (0: as fast as possible), each
+/// value from a template where `i` is the record's number.
+struct GeneratorSource: Source {
+    let id: String
+    let count: Int64
+    let rate: Int64
+    let template: CompiledExpression
+    let batchRecords: Int
+
+    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+        var i: Int64 = 0
+        let start = ContinuousClock.now
+        while count == 0 || i < count {
+            try Task.checkCancellation()
+            var batch: [PipelineRecord] = []
+            let n = count == 0 ? Int64(batchRecords) : min(Int64(batchRecords), count - i)
+            let perBatch = rate > 0 ? min(n, max(1, rate / 100)) : n
+            batch.reserveCapacity(Int(perBatch))
+            for _ in 0..<perBatch {
+                var o = ValueObject()
+                o["i"] = .int(i)
+                let ctx = EvalContext(value: .object(o), key: nil, topic: nil, partition: -1, offset: i, timestamp: currentTimeMillis(), headers: [])
+                let v: Value
+                do { v = try template.evaluate(ctx) } catch let e as ExpressionRuntimeError {
+                    throw ComponentError(component: id, "template: \(e.message)")
+                }
+                let bytes: [UInt8]
+                if case .string(let s) = v { bytes = Array(s.utf8) } else { bytes = JSON.serialize(v) }
+                batch.append(PipelineRecord(value: bytes, offset: i))
+                i += 1
+            }
+            try await emit(batch)
+            if rate > 0 {
+                let due = start + .milliseconds(i * 1000 / rate)
+                if ContinuousClock.now < due { try await Task.sleep(until: due, clock: .continuous) }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+// The plugin surface: what sources, transforms and sinks implement. Built-ins use exactly
+// these protocols; nothing here mentions NIO or the broker's internals.
+import SluiceLog
+
+/// One record flowing through a pipeline. `parsed` holds the value's fields once a `json`
+/// transform (or a source that reads JSON) has parsed them; expressions read from it.
+public struct PipelineRecord: Sendable {
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+    public var headers: [RecordHeader]
+    public var timestamp: Int64
+    public var topic: String?
+    public var partition: Int32
+    public var offset: Int64
+    public var parsed: Value?
+
+    public init(key: [UInt8]? = nil, value: [UInt8]?, headers: [RecordHeader] = [], timestamp: Int64 = currentTimeMillis(), topic: String? = nil, partition: Int32 = -1, offset: Int64 = -1, parsed: Value? = nil) {
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.parsed = parsed
+    }
+
+    /// The expression context for this record.
+    public var context: EvalContext {
+        EvalContext(value: parsed ?? .null, key: key, topic: topic, partition: partition, offset: offset, timestamp: timestamp, headers: headers.map { ($0.name, $0.value) })
+    }
+
+    /// The value as it leaves a transform that changed `parsed`: JSON text of the fields.
+    public mutating func syncValueFromParsed() {
+        if let parsed { value = JSON.serialize(parsed) }
+    }
+}
+
+/// Where a transform puts what it produced: the main output, the error output, or a named
+/// output (`route` cases).
+public struct TransformOutput: Sendable {
+    public var out: [PipelineRecord] = []
+    public var errors: [PipelineRecord] = []
+    public var named: [String: [PipelineRecord]] = [:]
+
+    public init() {}
+
+    /// Sends `record` to `<component>.errors` with headers saying what went wrong.
+    public mutating func fail(_ record: PipelineRecord, component: String, _ message: String) {
+        var r = record
+        r.headers.append(RecordHeader(name: "sluice.error", value: Array(message.utf8)))
+        r.headers.append(RecordHeader(name: "sluice.error.component", value: Array(component.utf8)))
+        errors.append(r)
+    }
+}
+
+public protocol Transform: Sendable {
+    /// Processes a batch, in order.
+    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws
+}
+
+public protocol Sink: Sendable {
+    /// Writes a batch; returns once the sink has accepted it (the batch's offsets are
+    /// committed only after every sink downstream accepted it).
+    func write(_ records: [PipelineRecord]) async throws
+    /// Makes everything written so far durable and releases resources.
+    func close() async throws
+}
+
+public protocol Source: Sendable {
+    /// Emits batches until the source ends (bounded sources) or the task is cancelled.
+    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws
+}
+
+/// A failure inside a component, with the component named.
+public struct ComponentError: Error, Sendable, CustomStringConvertible {
+    public var component: String
+    public var message: String
+    public var description: String { "\(component): \(message)" }
+    public init(component: String, _ message: String) {
+        self.component = component
+        self.message = message
+    }
+}

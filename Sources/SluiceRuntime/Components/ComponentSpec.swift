@@ -1,0 +1,152 @@
+// The one declaration of a component: its fields (name, kind, default, doc), from which the
+// loader validates pipeline files, `sluice validate` words its messages, and
+// docs/components.md is generated. Built-ins and plugins register the same way.
+import SluiceLog
+
+public enum ComponentKind: String, Sendable, CaseIterable {
+    case source, transform, sink
+    var plural: String { rawValue + "s" }
+}
+
+public enum FieldKind: Sendable, Hashable {
+    case string
+    case int
+    case bool
+    /// "500ms", "10s", "5m"...: stored as milliseconds.
+    case duration
+    /// "64KiB", "10MB"...: stored as bytes.
+    case size
+    /// An expression over the record (`amount > 50`).
+    case expression
+    /// A string with `{{ expression }}` parts.
+    case template
+    case stringList
+    /// name → expression (`set:`), in file order.
+    case expressionMap
+    /// One of these words.
+    case choice([String])
+    /// The name of a topic the pipeline declares.
+    case topic
+    /// name → string, in file order.
+    case stringMap
+
+    var noun: String {
+        switch self {
+        case .string, .topic: "a string"
+        case .int: "an integer"
+        case .bool: "true or false"
+        case .duration: "a duration such as 500ms, 10s or 5m"
+        case .size: "a size such as 64KiB or 10MB"
+        case .expression: "an expression"
+        case .template: "a template string"
+        case .stringList: "a list of strings"
+        case .expressionMap: "a mapping of names to expressions"
+        case .choice(let options): "one of " + options.joined(separator: ", ")
+        case .stringMap: "a mapping of names to strings"
+        }
+    }
+}
+
+public struct FieldSpec: Sendable {
+    public var name: String
+    public var kind: FieldKind
+    public var required: Bool
+    /// Shown in docs and used when the field is absent (parsed like a value from the file).
+    public var defaultValue: String?
+    public var doc: String
+
+    public init(_ name: String, _ kind: FieldKind, required: Bool = false, default defaultValue: String? = nil, _ doc: String) {
+        self.name = name
+        self.kind = kind
+        self.required = required
+        self.defaultValue = defaultValue
+        self.doc = doc
+    }
+}
+
+/// A field's value after validation.
+public enum FieldValue: Sendable {
+    case string(String)
+    case int(Int64)
+    case bool(Bool)
+    case milliseconds(Int64)
+    case bytes(Int64)
+    case expression(CompiledExpression)
+    case stringList([String])
+    case expressionMap([(name: String, expression: CompiledExpression)])
+    case stringMap([(name: String, value: String)])
+}
+
+/// A component's validated configuration, as its builder receives it.
+public struct ComponentConfig: Sendable {
+    public var id: String
+    public var type: String
+    public var kind: ComponentKind
+    public var values: [String: FieldValue]
+    public var pipelineName: String
+    public var file: String
+    public var line: Int
+
+    public func string(_ name: String) -> String? { if case .string(let s)? = values[name] { return s }; return nil }
+    public func int(_ name: String) -> Int64? { if case .int(let v)? = values[name] { return v }; return nil }
+    public func bool(_ name: String) -> Bool? { if case .bool(let v)? = values[name] { return v }; return nil }
+    public func milliseconds(_ name: String) -> Int64? { if case .milliseconds(let v)? = values[name] { return v }; return nil }
+    public func bytes(_ name: String) -> Int64? { if case .bytes(let v)? = values[name] { return v }; return nil }
+    public func expression(_ name: String) -> CompiledExpression? { if case .expression(let e)? = values[name] { return e }; return nil }
+    public func stringList(_ name: String) -> [String]? { if case .stringList(let v)? = values[name] { return v }; return nil }
+    public func stringMap(_ name: String) -> [(name: String, value: String)]? {
+        if case .stringMap(let v)? = values[name] { return v }; return nil
+    }
+    public func expressionMap(_ name: String) -> [(name: String, expression: CompiledExpression)]? {
+        if case .expressionMap(let v)? = values[name] { return v }; return nil
+    }
+}
+
+/// Everything a builder may need besides its own fields.
+public struct BuildContext: Sendable {
+    public var broker: EmbeddedBroker?
+    public var guarantee: Guarantee
+    public var pipelineName: String
+}
+
+public enum BuiltComponent: Sendable {
+    case source(any Source)
+    /// Topic sources are driven by the executor through a consumer group.
+    case topicSource(TopicSourceSettings)
+    case transform(any Transform)
+    case sink(any Sink)
+}
+
+public struct TopicSourceSettings: Sendable {
+    public var topic: String
+    public var group: String
+    public var start: OffsetResetPolicy
+    public var isolation: IsolationLevel
+    public var maxBatchRecords: Int
+}
+
+public struct ComponentSpec: Sendable {
+    public var kind: ComponentKind
+    public var type: String
+    public var summary: String
+    public var fields: [FieldSpec]
+    /// Outputs besides `out` and `errors` (a route's cases), from its configuration.
+    public var extraOutputs: @Sendable (ComponentConfig) -> [String]
+    /// For sinks: whether the sink can take part in exactly-once.
+    public var exactlyOnceCapable: Bool
+    public var build: @Sendable (ComponentConfig, BuildContext) async throws -> BuiltComponent
+
+    public init(kind: ComponentKind, type: String, summary: String, fields: [FieldSpec], exactlyOnceCapable: Bool = false,
+                extraOutputs: @escaping @Sendable (ComponentConfig) -> [String] = { _ in [] },
+                build: @escaping @Sendable (ComponentConfig, BuildContext) async throws -> BuiltComponent) {
+        self.kind = kind
+        self.type = type
+        self.summary = summary
+        self.fields = fields
+        self.exactlyOnceCapable = exactlyOnceCapable
+        self.extraOutputs = extraOutputs
+        self.build = build
+    }
+}
+
+import SluiceBroker

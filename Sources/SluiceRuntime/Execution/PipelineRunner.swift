@@ -1,0 +1,223 @@
+// PipelineRunner: runs one pipeline. Each topic source is a consumer-group member; every
+// partition it is assigned is a lane whose batches go through the DAG in offset order while
+// lanes run concurrently; a poll's offsets are committed only after every sink downstream
+// accepted its records. Other sources feed their batches through the same DAG. Rebalances
+// need no extra care: batches are processed and committed between polls, so a revoked lane
+// has nothing in flight. Cancelling the run stops fetching, finishes the batch, commits and
+// leaves the group.
+import Logging
+import SluiceBroker
+import SluiceLog
+import Synchronization
+
+public struct RunOptions: Sendable {
+    /// Stop topic sources once they have caught up with the end of their partitions.
+    public var drain = false
+    public init(drain: Bool = false) { self.drain = drain }
+}
+
+/// A component failed in a way that stops the pipeline.
+public struct PipelineRunError: Error, Sendable, CustomStringConvertible {
+    public var pipeline: String
+    public var message: String
+    public var description: String { "pipeline '\(pipeline)': \(message)" }
+}
+
+public final class PipelineRunner: Sendable {
+    public let pipeline: Pipeline
+    let broker: EmbeddedBroker
+    let registry: ComponentRegistry
+    let options: RunOptions
+    let logger: Logger
+    private let counters = Mutex<[String: Int]>([:])
+
+    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry = .builtIns(), options: RunOptions = RunOptions(), logger: Logger = Logger(label: "sluice.run")) {
+        self.pipeline = pipeline
+        self.broker = broker
+        self.registry = registry
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Records per component so far: in for sources, written for sinks.
+    public var counts: [String: Int] { counters.withLock { $0 } }
+
+    /// Runs until every source has ended (bounded sources, or drained topic sources) or the
+    /// task is cancelled; then closes the sinks.
+    public func run() async throws {
+        for t in pipeline.topics {
+            let name = try TopicName(t.name)
+            if !broker.topics.exists(name) {
+                try broker.topics.create(name, config: TopicConfig(partitions: t.partitions, flush: t.flush, retentionMs: t.retentionMs))
+            }
+        }
+        let context = BuildContext(broker: broker, guarantee: pipeline.guarantee, pipelineName: pipeline.name)
+        var built: [String: BuiltComponent] = [:]
+        for node in pipeline.nodes {
+            guard let spec = registry.spec(node.kind, node.type) else { throw PipelineRunError(pipeline: pipeline.name, message: "unknown \(node.kind.rawValue) type '\(node.type)'") }
+            built[node.id] = try await spec.build(node.config, context)
+        }
+        let graph = Graph(pipeline: pipeline, built: built)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for node in pipeline.sources {
+                    switch built[node.id]! {
+                    case .topicSource(let settings):
+                        group.addTask { try await self.runTopicSource(node.id, settings, graph) }
+                    case .source(let source):
+                        group.addTask {
+                            try await source.run { batch in
+                                self.count(node.id, batch.count)
+                                try await graph.process(batch, from: node.id, runner: self)
+                            }
+                        }
+                    default:
+                        break
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            await graph.closeSinks(logger)
+            throw error
+        }
+        await graph.closeSinks(logger)
+    }
+
+    func count(_ id: String, _ n: Int) {
+        counters.withLock { $0[id, default: 0] += n }
+    }
+
+    private func runTopicSource(_ id: String, _ settings: TopicSourceSettings, _ graph: Graph) async throws {
+        let topic = try TopicName(settings.topic)
+        var config = ConsumerConfig(groupId: settings.group)
+        config.clientId = "\(pipeline.name).\(id)"
+        config.autoOffsetReset = settings.start
+        config.isolation = settings.isolation
+        config.heartbeatIntervalMs = 500
+        let consumer = Consumer(broker: broker, config: config, logger: logger)
+        try consumer.subscribe([topic])
+        defer { }
+        do {
+            while !Task.isCancelled {
+                let records = try await consumer.poll(maxWait: .milliseconds(200))
+                if records.isEmpty {
+                    if options.drain, try await caughtUp(consumer, settings.isolation) { break }
+                    continue
+                }
+                let commits = try await withThrowingTaskGroup(of: (TopicPartition, Int64).self) { group in
+                    for part in records.parts {
+                        group.addTask {
+                            try await self.runLane(part, sourceId: id, maxBatch: settings.maxBatchRecords, graph: graph)
+                            return (part.data.topicPartition, part.data.nextOffset)
+                        }
+                    }
+                    return try await group.reduce(into: [TopicPartition: Int64]()) { $0[$1.0] = $1.1 }
+                }
+                try await consumer.commitSync(commits)
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    /// One lane's share of a poll: the partition's records, in offset order, in batches.
+    private func runLane(_ part: ConsumerRecords.Part, sourceId: String, maxBatch: Int, graph: Graph) async throws {
+        let tp = part.data.topicPartition
+        var batch: [PipelineRecord] = []
+        batch.reserveCapacity(min(maxBatch, 4096))
+        var failure: (any Error)?
+        try part.data.forEachRecord(from: part.from) { r in
+            var headers: [RecordHeader] = []
+            if r.headerCount > 0 {
+                r.forEachHeader { n, v in headers.append(RecordHeader(name: String(decoding: n, as: UTF8.self), value: v.map { Array($0) })) }
+            }
+            batch.append(PipelineRecord(key: r.key.map { Array($0) }, value: r.value.map { Array($0) }, headers: headers, timestamp: r.timestamp, topic: tp.topic.rawValue, partition: tp.partition, offset: r.offset))
+        }
+        var start = 0
+        while start < batch.count && failure == nil {
+            let end = min(batch.count, start + maxBatch)
+            let slice = Array(batch[start..<end])
+            count(sourceId, slice.count)
+            do { try await graph.process(slice, from: sourceId, runner: self) } catch { failure = error }
+            start = end
+        }
+        if let failure { throw failure }
+    }
+
+    private func caughtUp(_ consumer: Consumer, _ isolation: IsolationLevel) async throws -> Bool {
+        let assigned = consumer.assignment
+        guard !assigned.isEmpty else { return false }
+        for tp in assigned {
+            let h = try broker.partition(tp)
+            let end = isolation == .readCommitted ? h.lastStableOffset : h.highWatermark
+            if try await consumer.position(tp) < end { return false }
+        }
+        return true
+    }
+}
+
+/// The wiring of a pipeline's components, and the walk of one batch through it.
+struct Graph: Sendable {
+    let pipeline: Pipeline
+    let built: [String: BuiltComponent]
+    /// Outputs someone reads.
+    let wired: Set<InputRef>
+
+    init(pipeline: Pipeline, built: [String: BuiltComponent]) {
+        self.pipeline = pipeline
+        self.built = built
+        wired = Set(pipeline.nodes.flatMap(\.inputs))
+    }
+
+    func process(_ records: [PipelineRecord], from sourceId: String, runner: PipelineRunner) async throws {
+        var buffers: [InputRef: [PipelineRecord]] = [InputRef(component: sourceId, output: "out"): records]
+        for node in pipeline.nodes where node.kind != .source {
+            var input: [PipelineRecord] = []
+            for ref in node.inputs {
+                if let b = buffers[ref] { input += b }
+            }
+            if input.isEmpty { continue }
+            switch built[node.id]! {
+            case .transform(let t):
+                var out = TransformOutput()
+                do {
+                    try await t.process(input, into: &out)
+                } catch {
+                    throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(node.id)' failed: \(error)")
+                }
+                if !out.errors.isEmpty {
+                    let errorsRef = InputRef(component: node.id, output: "errors")
+                    guard wired.contains(errorsRef) else {
+                        let r = out.errors[0]
+                        let why = r.headers.last { $0.name == "sluice.error" }?.value.map { String(decoding: $0, as: UTF8.self) } ?? "error"
+                        let at = r.topic.map { "\($0)/\(r.partition) offset \(r.offset)" } ?? "record \(r.offset)"
+                        throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(node.id)' failed on \(at): \(why); wire '\(node.id).errors' to a sink to keep such records")
+                    }
+                    buffers[errorsRef] = out.errors
+                }
+                buffers[InputRef(component: node.id, output: "out")] = out.out
+                for (name, list) in out.named { buffers[InputRef(component: node.id, output: name)] = list }
+            case .sink(let s):
+                do {
+                    try await s.write(input)
+                } catch {
+                    throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(node.id)' failed: \(error)")
+                }
+                runner.count(node.id, input.count)
+            default:
+                break
+            }
+        }
+    }
+
+    func closeSinks(_ logger: Logger) async {
+        for (id, component) in built {
+            if case .sink(let s) = component {
+                do { try await s.close() } catch { logger.error("closing sink '\(id)' failed: \(error)") }
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// The validated form of a pipeline file.
+import SluiceBroker
+
+public enum Guarantee: String, Sendable, CaseIterable {
+    case atLeastOnce = "at-least-once"
+    case exactlyOnce = "exactly-once"
+}
+
+public struct TopicDeclaration: Sendable, Hashable {
+    public var name: String
+    public var partitions: Int32
+    public var flush: String
+    public var retentionMs: Int64
+}
+
+/// A wire from one component's output into another: `parse`, `parse.errors`, `route.big`.
+public struct InputRef: Sendable, Hashable, CustomStringConvertible {
+    public var component: String
+    public var output: String
+    public var description: String { output == "out" ? component : "\(component).\(output)" }
+}
+
+public struct ComponentNode: Sendable {
+    public var id: String
+    public var kind: ComponentKind
+    public var type: String
+    public var config: ComponentConfig
+    public var inputs: [InputRef]
+    public var line: Int
+    public var column: Int
+}
+
+public struct Pipeline: Sendable {
+    public var name: String
+    public var file: String
+    /// "embedded" or "kafka://host:port".
+    public var broker: String
+    public var guarantee: Guarantee
+    public var topics: [TopicDeclaration]
+    /// Sources first, then transforms in dependency order, then sinks.
+    public var nodes: [ComponentNode]
+
+    public func node(_ id: String) -> ComponentNode? { nodes.first { $0.id == id } }
+    public var sources: [ComponentNode] { nodes.filter { $0.kind == .source } }
+    public var sinks: [ComponentNode] { nodes.filter { $0.kind == .sink } }
+}

@@ -1,0 +1,122 @@
+// sluice run | validate | components: pipeline files.
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceRuntime
+
+/// Expands directories into their pipeline files (*.yaml, *.yml; not *.test.yaml).
+func pipelineFiles(_ paths: [String]) throws -> [String] {
+    var out: [String] = []
+    for p in paths {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else {
+            throw CLIError.user("\(p): no such file or directory")
+        }
+        if isDir.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? []
+            for n in names.sorted() where (n.hasSuffix(".yaml") || n.hasSuffix(".yml")) && !n.contains(".test.") {
+                out.append((p as NSString).appendingPathComponent(n))
+            }
+        } else {
+            out.append(p)
+        }
+    }
+    return out
+}
+
+/// Loads every file, collecting every file's diagnostics before failing.
+func loadPipelines(_ files: [String]) throws -> [Pipeline] {
+    let loader = PipelineLoader()
+    var pipelines: [Pipeline] = []
+    var diagnostics: [Diagnostic] = []
+    for f in files {
+        do { pipelines.append(try loader.load(file: f)) } catch let e as PipelineLoadError { diagnostics += e.diagnostics }
+    }
+    if diagnostics.contains(where: { $0.severity == .error }) { throw PipelineLoadError(diagnostics: diagnostics) }
+    for d in diagnostics { FileHandle.standardError.write(Data((d.description + "\n").utf8)) }
+    return pipelines
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check pipeline files; every problem is printed as file:line:column.")
+    @Argument(help: "Pipeline files or directories.") var files: [String]
+
+    func run() throws {
+        let list = try pipelineFiles(files)
+        let pipelines = try loadPipelines(list)
+        let components = pipelines.reduce(0) { $0 + $1.nodes.count }
+        print("ok: \(pipelines.count) pipeline\(pipelines.count == 1 ? "" : "s"), \(components) components")
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run pipelines until stopped (SIGINT/SIGTERM: finish the batch, commit, leave, exit 0) or until bounded sources end.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Pipeline files or directories.") var files: [String]
+    @Flag(help: "Stop topic sources once they have caught up with their partitions' ends.") var drain = false
+    @Flag(help: "Print nothing but errors.") var quiet = false
+
+    func run() async throws {
+        let pipelines = try loadPipelines(try pipelineFiles(files))
+        if let remote = pipelines.first(where: { $0.broker != "embedded" }) {
+            throw CLIError.user("\(remote.file): broker \(remote.broker) is not supported yet; only the embedded broker is available in this version")
+        }
+        global.bootstrapLogging()
+        let logger = Logger(label: "sluice")
+        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
+        let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, options: RunOptions(drain: drain), logger: logger) }
+        let stop = StopSignal()
+        let start = ContinuousClock.now
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for r in runners { group.addTask { try await r.run() } }
+                group.addTask {
+                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
+                    throw CancellationError()
+                }
+                // The pipelines end (bounded sources) or a signal asks them to stop.
+                var finished = 0
+                while finished < runners.count {
+                    do {
+                        try await group.next()
+                        finished += 1
+                    } catch is CancellationError {
+                        group.cancelAll()
+                        while let _ = try? await group.next() {}
+                        break
+                    }
+                }
+                group.cancelAll()
+            }
+        } catch {
+            await broker.close()
+            throw error
+        }
+        await broker.close()
+        if !quiet {
+            let seconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
+            for r in runners {
+                let counts = r.counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                FileHandle.standardError.write(Data("pipeline \(r.pipeline.name): \(counts) (\(String(format: "%.1f", seconds)) s)\n".utf8))
+            }
+        }
+    }
+}
+
+struct Components: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the component types, or print their reference (--markdown).")
+    @Flag(help: "Print the full reference in Markdown (docs/components.md).") var markdown = false
+
+    func run() throws {
+        let registry = ComponentRegistry.builtIns()
+        if markdown {
+            print(registry.markdownReference(), terminator: "")
+            return
+        }
+        for kind in ComponentKind.allCases {
+            print("\(kind.rawValue)s: " + registry.types(kind).joined(separator: ", "))
+        }
+    }
+}
