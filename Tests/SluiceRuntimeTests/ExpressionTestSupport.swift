@@ -80,7 +80,7 @@ func randomValue(_ rng: inout any SeededRandomNumberGenerator, depth: Int) -> Va
             switch Int.random(in: 0..<3, using: &rng) {
             case 0: d = Double(bitPattern: UInt64.random(in: .min ... .max, using: &rng))
             case 1: d = Double(Int.random(in: -10000...10000, using: &rng)) / 100
-            default: d = [0.0, -0.0, 0.1, 1e21, 5e-324, 1.7976931348623157e308, 1e-7, 123456789.0][Int.random(in: 0..<8, using: &rng)]
+            default: d = [0.0, -0.0, 0.1, 1e21, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 1e-7, 123456789.0][Int.random(in: 0..<8, using: &rng)]
             }
         } while !d.isFinite
         return .double(d)

@@ -129,7 +129,7 @@ import Testing
         (Value.double(1), "1.0"),
         (.double(0.1), "0.1"),
         (.double(1e21), "1e+21"),
-        (.double(5e-324), "5e-324"),
+        (.double(.leastNonzeroMagnitude), "5e-324"),
         (.double(1.5e-7), "1.5e-07"),
         (.double(.nan), "null"),
         (.double(.infinity), "null"),

@@ -79,3 +79,11 @@ enum Corpus {
         }
     }
 }
+
+@Suite struct GeneratedDocsTests {
+    @Test func docsComponentsMatchesTheRegistry() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("docs/components.md").path
+        let onDisk = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(onDisk == ComponentRegistry.builtIns().markdownReference(), "regenerate with: swift run sluice components --markdown > docs/components.md")
+    }
+}

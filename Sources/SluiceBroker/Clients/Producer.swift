@@ -93,8 +93,8 @@ public final class Producer: Sendable {
 
     // MARK: Partitioning
 
-    func partition(for record: ProducerRecord) throws -> TopicPartition {
-        let count = try broker.partitionCount(record.topic)
+    func partition(for record: ProducerRecord, count known: Int32? = nil) throws -> TopicPartition {
+        let count = try known ?? broker.partitionCount(record.topic)
         if let p = record.partition {
             guard p >= 0 && p < count else {
                 throw BrokerError(.invalidPartition, "topic '\(record.topic)' has partitions 0 to \(count - 1); there is no partition \(p)")
@@ -143,8 +143,11 @@ public final class Producer: Sendable {
     public func send(batch records: [ProducerRecord]) async throws -> [RecordMetadata] {
         var groups: [TopicPartition: [Int]] = [:]
         var order: [TopicPartition] = []
+        var counts: [TopicName: Int32] = [:]
         for (i, r) in records.enumerated() {
-            let tp = try partition(for: r)
+            let count: Int32
+            if let c = counts[r.topic] { count = c } else { count = try broker.partitionCount(r.topic); counts[r.topic] = count }
+            let tp = try partition(for: r, count: count)
             if groups[tp] == nil { order.append(tp) }
             groups[tp, default: []].append(i)
             if r.partition == nil && r.key == nil { continue }

@@ -100,7 +100,7 @@ struct GeneratorSource: Source {
                 o["i"] = .int(i)
                 let ctx = EvalContext(value: .object(o), key: nil, topic: nil, partition: -1, offset: i, timestamp: currentTimeMillis(), headers: [])
                 let v: Value
-                do { v = try template.evaluate(ctx) } catch let e as ExpressionRuntimeError {
+                do { v = try template.evaluate(ctx) } catch let e {
                     throw ComponentError(component: id, "template: \(e.message)")
                 }
                 let bytes: [UInt8]

@@ -59,7 +59,7 @@ struct MapTransform: Transform {
                 r.parsed = .object(object)
                 r.syncValueFromParsed()
                 output.out.append(r)
-            } catch let e as ExpressionRuntimeError {
+            } catch let e {
                 output.fail(r, component: id, "set: \(e.message)")
             }
         }
@@ -74,7 +74,7 @@ struct KeyTransform: Transform {
             do {
                 r.key = try Self.bytes(key.evaluate(r.context))
                 output.out.append(r)
-            } catch let e as ExpressionRuntimeError {
+            } catch let e {
                 output.fail(r, component: id, "key: \(e.message)")
             }
         }
@@ -103,7 +103,7 @@ struct RouteTransform: Transform {
                     break
                 }
                 if !matched { output.named["default", default: []].append(r) }
-            } catch let e as ExpressionRuntimeError {
+            } catch let e {
                 output.fail(r, component: id, "route: \(e.message)")
             }
         }

@@ -60,11 +60,17 @@ public protocol Transform: Sendable {
 }
 
 public protocol Sink: Sendable {
-    /// Writes a batch; returns once the sink has accepted it (the batch's offsets are
-    /// committed only after every sink downstream accepted it).
+    /// Writes a batch (it may still be buffered or not yet durable).
     func write(_ records: [PipelineRecord]) async throws
-    /// Makes everything written so far durable and releases resources.
+    /// Returns once everything written so far is durable; the runner commits source offsets
+    /// only after every sink downstream has flushed (Kafka Connect's put/flush).
+    func flush() async throws
+    /// Flushes and releases resources.
     func close() async throws
+}
+
+extension Sink {
+    public func flush() async throws {}
 }
 
 public protocol Source: Sendable {

@@ -70,6 +70,7 @@ public final class PipelineRunner: Sendable {
                                 self.count(node.id, batch.count)
                                 try await graph.process(batch, from: node.id, runner: self)
                             }
+                            try await graph.flushSinks()
                         }
                     default:
                         break
@@ -95,13 +96,20 @@ public final class PipelineRunner: Sendable {
         config.autoOffsetReset = settings.start
         config.isolation = settings.isolation
         config.heartbeatIntervalMs = 500
-        let consumer = Consumer(broker: broker, config: config, logger: logger)
+        config.maxPartitionFetchBytes = 4 << 20
+        config.maxPollBytes = 16 << 20
+        // The commit of one poll (flush every sink, then commit its offsets) runs while the
+        // next poll is processed; at most one is outstanding, and a revoke waits for it.
+        let inFlight = CommitSlot()
+        let listener = RebalanceListener(revoked: { _ in await inFlight.settle() }, lost: { _ in await inFlight.settle() })
+        let consumer = Consumer(broker: broker, config: config, listener: listener, logger: logger)
         try consumer.subscribe([topic])
-        defer { }
         do {
             while !Task.isCancelled {
-                let records = try await consumer.poll(maxWait: .milliseconds(200))
+                // Draining: a short wait notices the end sooner.
+                let records = try await consumer.poll(maxWait: .milliseconds(options.drain ? 10 : 200))
                 if records.isEmpty {
+                    try await inFlight.wait()
                     if options.drain, try await caughtUp(consumer, settings.isolation) { break }
                     continue
                 }
@@ -114,9 +122,22 @@ public final class PipelineRunner: Sendable {
                     }
                     return try await group.reduce(into: [TopicPartition: Int64]()) { $0[$1.0] = $1.1 }
                 }
-                try await consumer.commitSync(commits)
+                try await inFlight.wait()
+                let logger = self.logger
+                inFlight.start {
+                    // Offsets are committed only once every sink made what it accepted durable.
+                    try await graph.flushSinks()
+                    do {
+                        try await consumer.commitSync(commits)
+                    } catch let e as BrokerError where [.rebalanceInProgress, .illegalGeneration, .unknownMemberId, .fencedInstanceId].contains(e.code) {
+                        // The partitions moved: their new owner re-reads from the last commit (at-least-once).
+                        logger.info("commit skipped after a rebalance: \(e.message)")
+                    }
+                }
             }
+            try await inFlight.wait()
         } catch {
+            await inFlight.settle()
             await consumer.close()
             throw error
         }
@@ -175,9 +196,14 @@ struct Graph: Sendable {
     func process(_ records: [PipelineRecord], from sourceId: String, runner: PipelineRunner) async throws {
         var buffers: [InputRef: [PipelineRecord]] = [InputRef(component: sourceId, output: "out"): records]
         for node in pipeline.nodes where node.kind != .source {
-            var input: [PipelineRecord] = []
-            for ref in node.inputs {
-                if let b = buffers[ref] { input += b }
+            var input: [PipelineRecord]
+            if node.inputs.count == 1 {
+                input = buffers[node.inputs[0]] ?? []  // shares the buffer, no per-record copy
+            } else {
+                input = []
+                for ref in node.inputs {
+                    if let b = buffers[ref] { input += b }
+                }
             }
             if input.isEmpty { continue }
             switch built[node.id]! {
@@ -213,11 +239,39 @@ struct Graph: Sendable {
         }
     }
 
+    func flushSinks() async throws {
+        for (id, component) in built {
+            if case .sink(let s) = component {
+                do { try await s.flush() } catch { throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(id)' failed to flush: \(error)") }
+            }
+        }
+    }
+
     func closeSinks(_ logger: Logger) async {
         for (id, component) in built {
             if case .sink(let s) = component {
                 do { try await s.close() } catch { logger.error("closing sink '\(id)' failed: \(error)") }
             }
         }
+    }
+}
+
+/// The one outstanding flush-and-commit of a topic source.
+final class CommitSlot: Sendable {
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    func start(_ body: @escaping @Sendable () async throws -> Void) {
+        task.withLock { $0 = Task { try await body() } }
+    }
+
+    /// Waits for the outstanding commit; rethrows its failure.
+    func wait() async throws {
+        let t = task.withLock { t -> Task<Void, any Error>? in defer { t = nil }; return t }
+        try await t?.value
+    }
+
+    /// Waits for the outstanding commit, ignoring its failure (used while partitions move).
+    func settle() async {
+        try? await wait()
     }
 }

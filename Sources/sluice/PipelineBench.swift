@@ -1,0 +1,116 @@
+// sluice bench pipeline: topic → json → filter → map → topic on the embedded broker, the same
+// job in Bytewax (JSON-lines file → file) measured in the same run, and expression throughput.
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceLog
+import SluiceRuntime
+
+struct PipelineBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Benchmark a pipeline (topic → json → filter → map → topic) against the same job in Bytewax."
+    )
+
+    @Option(help: "Scratch directory (deleted afterwards); default a new directory under $TMPDIR or /tmp.") var dir: String?
+    @Option(help: "Records in the input topic.") var records: Int = 1_000_000
+    @Option(help: "Partitions of the input topic (lanes).") var partitions: Int32 = 2
+    @Option(name: .customLong("bytewax-script"), help: "The Bytewax job to compare with.") var bytewaxScript: String = "scripts/bench/bytewax_etl.py"
+    @Option(name: .customLong("bytewax-records"), help: "Records for the Bytewax run (it is slower; its rate is what is compared).") var bytewaxRecords: Int = 1_000_000
+    @Option(help: "Predicates for the expression benchmark.") var predicates: Int = 50_000_000
+
+    func run() async throws {
+        LoggingBootstrap.once(level: .warning)
+        let base = dir ?? ((ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/sluice-bench-pipeline-\(getpid())")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        #if DEBUG
+        emit("note: this is a debug build; build with -c release for real figures")
+        #endif
+        let lines = (0..<max(records, bytewaxRecords)).map { i in
+            #"{"id":\#(i),"user":"user-\#(i % 1000)","amount":\#((i * 37) % 100),"status":"paid","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#
+        }
+        let avg = lines.prefix(1000).reduce(0) { $0 + $1.utf8.count } / 1000
+        emit("sluice bench pipeline: \(records) JSON records of ~\(avg) bytes over \(partitions) partitions; job: parse, keep amount > 50, add cents = amount * 100, write")
+
+        let broker = try await EmbeddedBroker.open(path: base + "/data", logger: Logger(label: "sluice.bench"))
+        let input = try broker.createTopic("bench-in", partitions: partitions)
+        let producer = try await Producer(broker: broker)
+        var chunk: [ProducerRecord] = []
+        for (i, line) in lines.prefix(records).enumerated() {
+            chunk.append(ProducerRecord(topic: input, partition: Int32(i) % partitions, value: Array(line.utf8)))
+            if chunk.count == 5000 { _ = try await producer.send(batch: chunk); chunk.removeAll(keepingCapacity: true) }
+        }
+        if !chunk.isEmpty { _ = try await producer.send(batch: chunk) }
+
+        let yaml = """
+        name: bench
+        topics:
+          bench-in: { partitions: \(partitions) }
+          bench-out: { partitions: \(partitions) }
+        sources:
+          in: { type: topic, topic: bench-in, group: bench, batch_records: 5000 }
+        transforms:
+          parse: { type: json, inputs: [in] }
+          big: { type: filter, inputs: [parse], where: "amount > 50" }
+          tag: { type: map, inputs: [big], set: { cents: "amount * 100" } }
+        sinks:
+          out: { type: topic, inputs: [tag], topic: bench-out }
+        """
+        let pipeline = try PipelineLoader(environment: [:]).load(text: yaml, file: "bench.yaml")
+        let runner = PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true))
+        let t0 = monotonicNanos()
+        try await runner.run()
+        let seconds = Double(monotonicNanos() - t0) / 1e9
+        let rate = Double(records) / seconds
+        let written = runner.counts["out"] ?? 0
+        emit(String(format: "sluice  topic → json → filter → map → topic (at-least-once): %.0f records/s (%d in, %d out, %.2f s, batches of 5000)", rate, records, written, seconds))
+        await broker.close()
+
+        // The same job in Bytewax, file to file.
+        let inFile = base + "/bytewax-in.jsonl", outFile = base + "/bytewax-out.jsonl"
+        try (lines.prefix(bytewaxRecords).joined(separator: "\n") + "\n").write(toFile: inFile, atomically: false, encoding: .utf8)
+        if let bytewax = runBytewax(inFile: inFile, outFile: outFile) {
+            let bwRate = Double(bytewaxRecords) / bytewax
+            emit(String(format: "bytewax same job, JSON-lines file → file, 1 worker: %.0f records/s (%d records, %.2f s including start-up)", bwRate, bytewaxRecords, bytewax))
+            emit(String(format: "ratio   sluice / bytewax: %.1f×", rate / bwRate))
+        }
+
+        let expr = ExpressionBenchmark.run(predicates: predicates)
+        emit(String(format: "expressions `amount > 50 and status == \"paid\"` and `amount > 50` over parsed records: %.0f predicates/s (checksum %d)", expr.perSecond, expr.checksum))
+    }
+
+    /// Seconds the Bytewax job took, or nil (with a note) when it cannot run here.
+    private func runBytewax(inFile: String, outFile: String) -> Double? {
+        let script = URL(fileURLWithPath: bytewaxScript)
+        guard FileManager.default.fileExists(atPath: script.path) else {
+            emit("bytewax skipped: \(bytewaxScript) not found (run from the repository root)")
+            return nil
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-m", "bytewax.run", script.deletingPathExtension().lastPathComponent + ":flow"]
+        p.currentDirectoryURL = script.deletingLastPathComponent()
+        var env = ProcessInfo.processInfo.environment
+        env["BYTEWAX_IN"] = inFile
+        env["BYTEWAX_OUT"] = outFile
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        let t0 = monotonicNanos()
+        do { try p.run() } catch {
+            emit("bytewax skipped: cannot start python3 (\(error))")
+            return nil
+        }
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let seconds = Double(monotonicNanos() - t0) / 1e9
+        guard p.terminationStatus == 0 else {
+            emit("bytewax skipped: it exited with \(p.terminationStatus) (pip install bytewax): \(errText.split(separator: "\n").last ?? "")")
+            return nil
+        }
+        return seconds
+    }
+}
