@@ -25,6 +25,7 @@ public final class TopicManager: Sendable {
     public let directory: DataDirectory
     let logger: Logger
     private let state = Mutex<[TopicName: OpenTopic]>([:])
+    private let creating = NSLock()
 
     struct OpenTopic: Sendable {
         var config: TopicConfig
@@ -50,7 +51,13 @@ public final class TopicManager: Sendable {
         if FileManager.default.fileExists(atPath: final) {
             throw BrokerError(.topicExists, "topic '\(name)' already exists")
         }
-        let staging = directory.tmpPath + "/create-\(name.rawValue)-\(getpid())"
+        // Creations in this process run one at a time; the staging name is unique anyway.
+        creating.lock()
+        defer { creating.unlock() }
+        if FileManager.default.fileExists(atPath: final) {
+            throw BrokerError(.topicExists, "topic '\(name)' already exists")
+        }
+        let staging = directory.tmpPath + "/create-\(name.rawValue)-\(getpid())-\(UUID().uuidString)"
         do {
             try? FileManager.default.removeItem(atPath: staging)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
@@ -59,6 +66,9 @@ public final class TopicManager: Sendable {
                 log.close()
             }
             try writeMetadata(config, to: staging + "/topic.json")
+            if FileManager.default.fileExists(atPath: final) {
+                throw BrokerError(.topicExists, "topic '\(name)' already exists")
+            }
             try FileManager.default.moveItem(atPath: staging, toPath: final)
             try syncDirectory(directory.topicsPath)
         } catch let error as BrokerError {

@@ -133,3 +133,73 @@ func topicValues(_ broker: EmbeddedBroker, _ topic: String) throws -> [(key: Str
         }
     }
 }
+
+@Suite(.serialized) struct RebalanceRunnerTests {
+    @Test func stoppingOneOfTwoInstancesMovesItsLanesAndLosesNothing() async throws {
+        try await withBroker { broker, _ in
+            let input = try broker.createTopic("events", partitions: 6)
+            let producer = try await Producer(broker: broker)
+            let total = 6000
+            // 50 keys, each with its own increasing sequence number.
+            _ = try await producer.send(batch: (0..<total).map { i in
+                ProducerRecord(topic: input, key: Array("k\(i % 50)".utf8), value: Array("{\"k\":\"k\(i % 50)\",\"seq\":\(i / 50)}".utf8))
+            })
+            let text = """
+            name: shared
+            topics:
+              events: { partitions: 6 }
+              copied: { partitions: 6 }
+            sources:
+              in: { type: topic, topic: events, group: shared, batch_records: 100 }
+            transforms:
+              p: { type: json, inputs: [in] }
+            sinks:
+              out: { type: topic, inputs: [p], topic: copied }
+            """
+            let pipeline = try PipelineLoader(environment: [:]).load(text: text, file: "shared.yaml")
+            let a = PipelineRunner(pipeline: pipeline, broker: broker)
+            let b = PipelineRunner(pipeline: pipeline, broker: broker)
+            let taskA = Task { try await a.run() }
+            let taskB = Task { try await b.run() }
+            // Both instances own lanes before one stops.
+            let shared = await eventually(timeout: .seconds(20)) {
+                guard let d = await broker.groups.describe(groupId: "shared"), d.state == .stable else { return false }
+                return d.members.count == 2
+            }
+            #expect(shared)
+            if !shared {
+                taskB.cancel()
+                do { try await taskB.value } catch { Issue.record("runner B failed: \(error)") }
+            }
+            taskA.cancel()
+            _ = try? await taskA.value
+            let done = await eventually(timeout: .seconds(20)) {
+                Set((try? topicValues(broker, "copied"))?.map(\.value) ?? []).count == total
+            }
+            taskB.cancel()
+            _ = try? await taskB.value
+            #expect(done, "every input record reaches the sink at least once")
+            let out = try topicValues(broker, "copied")
+            #expect(Set(out.map(\.value)).count == total)
+            // Per key, the first time each record appears, sequence numbers only grow.
+            var firstSeen: [String: [Int]] = [:]
+            var seen = Set<String>()
+            for r in out where seen.insert(r.value).inserted {
+                let o = try JSONSerialization.jsonObject(with: Data(r.value.utf8)) as! [String: Any]
+                firstSeen[o["k"] as! String, default: []].append(o["seq"] as! Int)
+            }
+            #expect(firstSeen.count == 50)
+            #expect(firstSeen.values.allSatisfy { $0 == $0.sorted() }, "per-key order was not kept")
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
+}

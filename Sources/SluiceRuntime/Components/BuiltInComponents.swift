@@ -15,9 +15,11 @@ public enum BuiltInComponents {
             FieldSpec("group", .string, "Consumer group; defaults to the pipeline's name."),
             FieldSpec("start", .choice(["earliest", "latest"]), default: "earliest", "Where to start when the group has no committed offset."),
             FieldSpec("isolation", .choice(["read_uncommitted", "read_committed"]), default: "read_committed", "Whether to see records of open and aborted transactions."),
+            FieldSpec("fetch_bytes", .size, default: "4MiB", "Most bytes read from one partition per poll. A poll is the unit of commit, so this bounds what is processed again after a crash; larger polls spread the sinks' flush over more records."),
             batchField,
         ]) { config, _ in
             .topicSource(TopicSourceSettings(
+                fetchBytes: Int(config.bytes("fetch_bytes") ?? (4 << 20)),
                 topic: config.string("topic")!, group: config.string("group") ?? config.pipelineName,
                 start: config.string("start") == "latest" ? .latest : .earliest,
                 isolation: config.string("isolation") == "read_uncommitted" ? .readUncommitted : .readCommitted,

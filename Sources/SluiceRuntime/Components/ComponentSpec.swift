@@ -118,6 +118,7 @@ public enum BuiltComponent: Sendable {
 }
 
 public struct TopicSourceSettings: Sendable {
+    public var fetchBytes: Int
     public var topic: String
     public var group: String
     public var start: OffsetResetPolicy

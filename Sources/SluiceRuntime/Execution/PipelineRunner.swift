@@ -48,7 +48,11 @@ public final class PipelineRunner: Sendable {
         for t in pipeline.topics {
             let name = try TopicName(t.name)
             if !broker.topics.exists(name) {
-                try broker.topics.create(name, config: TopicConfig(partitions: t.partitions, flush: t.flush, retentionMs: t.retentionMs))
+                do {
+                    try broker.topics.create(name, config: TopicConfig(partitions: t.partitions, flush: t.flush, retentionMs: t.retentionMs))
+                } catch let e as BrokerError where e.code == .topicExists {
+                    // Another pipeline in this process created it first.
+                }
             }
         }
         let context = BuildContext(broker: broker, guarantee: pipeline.guarantee, pipelineName: pipeline.name)
@@ -96,8 +100,11 @@ public final class PipelineRunner: Sendable {
         config.autoOffsetReset = settings.start
         config.isolation = settings.isolation
         config.heartbeatIntervalMs = 500
-        config.maxPartitionFetchBytes = 4 << 20
-        config.maxPollBytes = 16 << 20
+        // A poll is the unit of commit: after a crash at most the last two polls (the one in
+        // flight and the one whose commit was pending) are processed again. Large polls keep
+        // the group-commit wait (the sinks' flush) from capping throughput.
+        config.maxPartitionFetchBytes = max(1024, settings.fetchBytes)
+        config.maxPollBytes = max(1024, settings.fetchBytes) * 4
         // The commit of one poll (flush every sink, then commit its offsets) runs while the
         // next poll is processed; at most one is outstanding, and a revoke waits for it.
         let inFlight = CommitSlot()
