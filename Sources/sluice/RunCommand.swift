@@ -120,3 +120,33 @@ struct Components: ParsableCommand {
         }
     }
 }
+
+struct TestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Run the pipelines' test cases (tests: in the file, or NAME.test.yaml beside it) on a throw-away broker.")
+    @Argument(help: "Pipeline files or directories.") var files: [String]
+
+    func run() async throws {
+        LoggingBootstrap.once(level: .error)
+        let pipelines = try loadPipelines(try pipelineFiles(files))
+        let loader = PipelineLoader()
+        var passed = 0, failed = 0
+        for p in pipelines {
+            let cases = try loader.tests(for: p)
+            if cases.isEmpty { print("\(p.file): no test cases"); continue }
+            for r in await PipelineTestRunner.run(p, cases: cases) {
+                if r.passed {
+                    passed += 1
+                    print("✔ \(p.name): \(r.name)")
+                } else {
+                    failed += 1
+                    print("✘ \(p.name): \(r.name) (\(p.file):\(r.line))")
+                    for f in r.failures { print("    \(f)") }
+                }
+            }
+        }
+        print("test cases: \(passed) passed, \(failed) failed")
+        if failed > 0 { throw ExitCode(1) }
+    }
+}

@@ -226,6 +226,11 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
         await #expect {
             try await t.broker.groups.commit(groupId: "s", generation: generation, memberId: oldMember, groupInstanceId: "host-b", offsets: [TopicPartition(topic, 0): CommittedOffset(offset: 0)])
         } throws: { ($0 as? BrokerError)?.code == .fencedInstanceId }
+        // The old process cannot take the instance back by rejoining with its old member id.
+        let proto = [GroupProtocol(name: "range", metadata: ConsumerSubscription(topics: [topic.rawValue]).encode())]
+        await #expect {
+            try await t.broker.groups.join(JoinGroupRequest(groupId: "s", memberId: oldMember, groupInstanceId: "host-b", protocols: proto))
+        } throws: { ($0 as? BrokerError)?.code == .fencedInstanceId }
         await a.close(); await b2.close(); await b.close()
         await t.close()
     }

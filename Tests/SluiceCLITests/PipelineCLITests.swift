@@ -30,6 +30,43 @@ import Testing
         let r = try Sluice.run(["validate", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("ok: 3 pipelines, "))
+        // The pipeline files' test cases are checked too.
+        let t = try Sluice.run(["test", Self.repo + "/pipelines"])
+        #expect(t.status == 0)
+    }
+
+    @Test func sluiceTestRunsTheExamplesCasesAndReportsAFailingOne() throws {
+        var r = try Sluice.run(["test", Self.repo + "/pipelines"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdoutLines.last == "test cases: 5 passed, 0 failed")
+        #expect(r.stdoutLines.contains("✔ quickstart: big orders are enriched and keyed, small ones dropped"))
+        let file = scratch.path + "/doubler.yaml"
+        try """
+        name: doubler
+        sources:
+          in: { type: stdin }
+        transforms:
+          p: { type: json, inputs: [in] }
+          m: { type: map, inputs: [p], set: { twice: "n * 2" } }
+        sinks:
+          out: { type: drop, inputs: [m] }
+        tests:
+          - name: doubles
+            inputs: { in: ['{"n": 2}'] }
+            expect: { out: ['{"n": 2, "twice": 4}'] }
+          - name: wrong on purpose
+            inputs: { in: ['{"n": 3}'] }
+            expect: { out: { count: 2, where: "twice == 5" } }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        r = try Sluice.run(["test", file])
+        #expect(r.status == 1)
+        #expect(r.stdoutLines == [
+            "✔ doubler: doubles",
+            "✘ doubler: wrong on purpose (\(file):13)",
+            "    sink 'out' got 1 record, expected 2",
+            "    sink 'out' got {\"n\":3,\"twice\":6}, for which 'twice == 5' is not true",
+            "test cases: 1 passed, 1 failed",
+        ], "\(r.stdout)")
     }
 
     @Test func theQuickstartRunsAndPrintsTheBigOrders() throws {

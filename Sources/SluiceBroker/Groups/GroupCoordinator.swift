@@ -80,8 +80,10 @@ public actor GroupCoordinator {
         var memberId = request.memberId
         // Static membership: a known instance id takes over its old member id.
         if let instance = request.groupInstanceId, let old = group.staticMembers[instance], old != memberId {
-            if !memberId.isEmpty && group.members[memberId] == nil && memberId != old {
-                // A different member id for the instance: the newer process wins.
+            // A join with an older member id of the instance comes from a process that was
+            // replaced: it is fenced (only a join without a member id takes over).
+            if !memberId.isEmpty {
+                throw BrokerError(.fencedInstanceId, "instance '\(instance)' of group '\(request.groupId)' is now member \(old); \(memberId) is fenced")
             }
             let newId = memberId.isEmpty ? newMemberId(request.clientId, instance) : memberId
             if var m = group.members.removeValue(forKey: old) {

@@ -31,7 +31,12 @@ public final class PipelineRunner: Sendable {
     let logger: Logger
     private let counters = Mutex<[String: Int]>([:])
 
-    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry = .builtIns(), options: RunOptions = RunOptions(), logger: Logger = Logger(label: "sluice.run")) {
+    /// Components to use instead of building them from the registry (`sluice test` swaps
+    /// sources and sinks for in-memory ones).
+    let overrides: [String: BuiltComponent]
+
+    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry = .builtIns(), options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
+        self.overrides = overrides
         self.pipeline = pipeline
         self.broker = broker
         self.registry = registry
@@ -58,6 +63,10 @@ public final class PipelineRunner: Sendable {
         let context = BuildContext(broker: broker, guarantee: pipeline.guarantee, pipelineName: pipeline.name)
         var built: [String: BuiltComponent] = [:]
         for node in pipeline.nodes {
+            if let replacement = overrides[node.id] {
+                built[node.id] = replacement
+                continue
+            }
             guard let spec = registry.spec(node.kind, node.type) else { throw PipelineRunError(pipeline: pipeline.name, message: "unknown \(node.kind.rawValue) type '\(node.type)'") }
             built[node.id] = try await spec.build(node.config, context)
         }
