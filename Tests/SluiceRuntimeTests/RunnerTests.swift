@@ -203,3 +203,63 @@ func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () asyn
     }
     return try await condition()
 }
+
+@Suite struct StatefulTransformTests {
+    @Test func dedupeDropsRepeatedKeysWithinItsWindowAndCount() async throws {
+        try await withBroker { broker, _ in
+            let text = """
+            name: dd
+            topics:
+              out: {}
+            sources:
+              g: { type: generator, count: 100, template: '{"order": {{i % 10}}, "n": {{i}}}', batch_records: 7 }
+            transforms:
+              p: { type: json, inputs: [g] }
+              d: { type: dedupe, inputs: [p], key: "order", window: 1h }
+            sinks:
+              t: { type: topic, inputs: [d], topic: out }
+            """
+            try await PipelineRunner(pipeline: try PipelineLoader(environment: [:]).load(text: text, file: "dd.yaml"), broker: broker).run()
+            let values = try topicValues(broker, "out").map { try JSONSerialization.jsonObject(with: Data($0.value.utf8)) as! [String: Any] }
+            #expect(values.map { $0["n"] as! Int } == Array(0..<10), "the first record of each order is kept")
+        }
+    }
+
+    @Test func dedupeWithACountForgetsOldKeys() async throws {
+        try await withBroker { broker, _ in
+            let text = """
+            name: dd2
+            topics:
+              out: {}
+            sources:
+              g: { type: generator, count: 6, template: '{"n": {{i}}}' }
+            transforms:
+              p: { type: json, inputs: [g] }
+              d: { type: dedupe, inputs: [p], key: "if n < 3 then 'a' else (if n < 5 then 'b' else 'a')", count: 1 }
+            sinks:
+              t: { type: topic, inputs: [d], topic: out }
+            """
+            try await PipelineRunner(pipeline: try PipelineLoader(environment: [:]).load(text: text, file: "dd2.yaml"), broker: broker).run()
+            // a a a b b a: with room for one key, 'a' is forgotten once 'b' arrives.
+            #expect(try topicValues(broker, "out").map(\.value) == [#"{"n": 0}"#, #"{"n": 3}"#, #"{"n": 5}"#])
+        }
+    }
+
+    @Test func throttleHoldsALaneToItsRate() async throws {
+        try await withBroker { broker, _ in
+            let text = """
+            name: slow
+            sources:
+              g: { type: generator, count: 30, template: "x", batch_records: 10 }
+            transforms:
+              t: { type: throttle, inputs: [g], rate: 100 }
+            sinks:
+              d: { type: drop, inputs: [t] }
+            """
+            let start = ContinuousClock.now
+            try await PipelineRunner(pipeline: try PipelineLoader(environment: [:]).load(text: text, file: "slow.yaml"), broker: broker).run()
+            // 30 records at 100/s: the last batch may start after 200 ms.
+            #expect(ContinuousClock.now - start >= .milliseconds(190))
+        }
+    }
+}

@@ -72,6 +72,20 @@ public enum BuiltInComponents {
         ]) { config, _ in
             .transform(KeyTransform(id: config.id, key: config.expression("key")!))
         },
+        ComponentSpec(kind: .transform, type: "dedupe", summary: "Drops records whose key was already seen within a time window and/or among the last N keys (state shared by all lanes, kept in memory).", fields: [
+            FieldSpec("key", .expression, required: true, "What makes two records duplicates, e.g. order_id."),
+            FieldSpec("window", .duration, "How long a key is remembered, e.g. 10m."),
+            FieldSpec("count", .int, "How many distinct keys are remembered."),
+        ]) { config, _ in
+            let window = config.milliseconds("window"), count = config.int("count")
+            guard window != nil || count != nil else { throw ComponentError(component: config.id, "dedupe needs a window, a count, or both") }
+            return .transform(DedupeTransform(id: config.id, key: config.expression("key")!, windowMs: window, capacity: count.map { Int($0) }))
+        },
+        ComponentSpec(kind: .transform, type: "throttle", summary: "Passes at most `rate` records per second; a lane that is ahead waits (backpressure, nothing dropped).", fields: [
+            FieldSpec("rate", .int, required: true, "Records per second."),
+        ]) { config, _ in
+            .transform(ThrottleTransform(rate: config.int("rate")!))
+        },
         ComponentSpec(kind: .transform, type: "route", summary: "Sends each record to the first case whose expression is true (output `<id>.<case>`), or to `<id>.default`.", fields: [
             FieldSpec("routes", .expressionMap, required: true, "Cases in order: { big: \"amount > 100\", eu: \"region == 'eu'\" }."),
         ], extraOutputs: { config in (config.expressionMap("routes") ?? []).map(\.name) + ["default"] }) { config, _ in
