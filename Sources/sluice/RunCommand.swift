@@ -69,11 +69,17 @@ struct Run: AsyncParsableCommand {
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, options: RunOptions(drain: drain), logger: logger) }
         let stop = StopSignal()
         let start = ContinuousClock.now
+        let progress = quiet ? nil : ProgressReporter(runners: runners, logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for r in runners { group.addTask { try await r.run() } }
                 group.addTask {
-                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
+                    var ticks = 0
+                    while !stop.requested {
+                        try await Task.sleep(for: .milliseconds(50))
+                        ticks += 1
+                        if ticks % 20 == 0 { progress?.report() }
+                    }
                     throw CancellationError()
                 }
                 // The pipelines end (bounded sources) or a signal asks them to stop.
@@ -95,6 +101,7 @@ struct Run: AsyncParsableCommand {
             throw error
         }
         await broker.close()
+        progress?.finish()
         if !quiet {
             let seconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
             for r in runners {
@@ -148,5 +155,53 @@ struct TestCommand: AsyncParsableCommand {
         }
         print("test cases: \(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Progress of running pipelines: a live line on a terminal (records in and out, rate, and
+/// percent and ETA for generators with a count), a periodic log line otherwise.
+final class ProgressReporter: @unchecked Sendable {
+    // Called from one task at a time (the stop watcher), then once at the end.
+    let runners: [PipelineRunner]
+    let logger: Logger
+    let terminal = isatty(2) != 0
+    let start = ContinuousClock.now
+    var lastLog = ContinuousClock.now
+    var printed = false
+
+    init(runners: [PipelineRunner], logger: Logger) {
+        self.runners = runners
+        self.logger = logger
+    }
+
+    func report() {
+        let elapsed = (ContinuousClock.now - start)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var parts: [String] = []
+        for r in runners {
+            let counts = r.counts
+            let inCount = r.pipeline.sources.reduce(0) { $0 + (counts[$1.id] ?? 0) }
+            let outCount = r.pipeline.sinks.reduce(0) { $0 + (counts[$1.id] ?? 0) }
+            var text = "\(r.pipeline.name): in \(inCount), out \(outCount), \(Int(Double(inCount) / max(seconds, 0.001)))/s"
+            let bounded = r.pipeline.sources.compactMap { $0.type == "generator" ? $0.config.int("count") : nil }
+            if bounded.count == r.pipeline.sources.count, case let total = bounded.reduce(0, +), total > 0 {
+                let fraction = Double(inCount) / Double(total)
+                let eta = fraction > 0 ? seconds / fraction - seconds : 0
+                text += String(format: ", %.0f%%, ETA %.0fs", fraction * 100, eta)
+            }
+            parts.append(text)
+        }
+        let line = parts.joined(separator: " | ")
+        if terminal {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            printed = true
+        } else if ContinuousClock.now - lastLog >= .seconds(10) {
+            lastLog = ContinuousClock.now
+            logger.notice("progress: \(line)")
+        }
+    }
+
+    func finish() {
+        if printed { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
