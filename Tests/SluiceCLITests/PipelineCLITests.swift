@@ -64,7 +64,7 @@ import Testing
             "✔ doubler: doubles",
             "✘ doubler: wrong on purpose (\(file):13)",
             "    sink 'out' got 1 record, expected 2",
-            "    sink 'out' got {\"n\":3,\"twice\":6}, for which 'twice == 5' is not true",
+            "    sink 'out' got {\"n\": 3,\"twice\":6}, for which 'twice == 5' is not true",
             "test cases: 1 passed, 1 failed",
         ], "\(r.stdout)")
     }

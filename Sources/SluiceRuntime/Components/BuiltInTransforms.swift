@@ -48,6 +48,9 @@ struct MapTransform: Transform {
                 var computed: [(String, Value)] = []
                 computed.reserveCapacity(set.count)
                 for (name, e) in set { computed.append((name, try e.evaluate(ctx))) }
+                // Only new fields added: append them to the JSON text instead of re-encoding
+                // the whole object (the common enrich case).
+                let appendOnly = remove.isEmpty && rename.isEmpty && computed.allSatisfy { object[$0.0] == nil }
                 for (name, v) in computed { object[name] = v }
                 for name in remove { object[name] = nil }
                 for (from, to) in rename {
@@ -57,7 +60,21 @@ struct MapTransform: Transform {
                     }
                 }
                 r.parsed = .object(object)
-                r.syncValueFromParsed()
+                if appendOnly, var text = r.value, let close = text.lastIndex(where: { $0 != 32 && $0 != 10 && $0 != 13 && $0 != 9 }), text[close] == UInt8(ascii: "}") {
+                    text.removeSubrange(close...)
+                    var first = object.count == computed.count
+                    for (name, v) in computed {
+                        if !first { text.append(UInt8(ascii: ",")) }
+                        first = false
+                        JSON.serialize(.string(name), into: &text)
+                        text.append(UInt8(ascii: ":"))
+                        JSON.serialize(v, into: &text)
+                    }
+                    text.append(UInt8(ascii: "}"))
+                    r.value = text
+                } else {
+                    r.syncValueFromParsed()
+                }
                 output.out.append(r)
             } catch let e {
                 output.fail(r, component: id, "set: \(e.message)")
