@@ -39,15 +39,20 @@ struct MapTransform: Transform {
     func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
         output.out.reserveCapacity(records.count)
         for var r in records {
-            guard case .object(var object)? = r.parsed else {
+            guard case .object? = r.parsed else {
                 output.fail(r, component: id, "map needs a JSON object (add a json transform before it)")
                 continue
             }
             do {
-                let ctx = r.context
                 var computed: [(String, Value)] = []
                 computed.reserveCapacity(set.count)
-                for (name, e) in set { computed.append((name, try e.evaluate(ctx))) }
+                do {
+                    let ctx = r.context
+                    for (name, e) in set { computed.append((name, try e.evaluate(ctx))) }
+                }
+                // Take the object and the text out of the record so both are uniquely
+                // referenced and change in place.
+                guard case .object(var object)? = r.parsed.take() else { continue }
                 // Only new fields added: append them to the JSON text instead of re-encoding
                 // the whole object (the common enrich case).
                 let appendOnly = remove.isEmpty && rename.isEmpty && computed.allSatisfy { object[$0.0] == nil }
@@ -59,8 +64,7 @@ struct MapTransform: Transform {
                         object[to] = v
                     }
                 }
-                r.parsed = .object(object)
-                if appendOnly, var text = r.value, let close = text.lastIndex(where: { $0 != 32 && $0 != 10 && $0 != 13 && $0 != 9 }), text[close] == UInt8(ascii: "}") {
+                if appendOnly, var text = r.value.take(), let close = text.lastIndex(where: { $0 != 32 && $0 != 10 && $0 != 13 && $0 != 9 }), text[close] == UInt8(ascii: "}") {
                     text.removeSubrange(close...)
                     var first = object.count == computed.count
                     for (name, v) in computed {
@@ -72,7 +76,9 @@ struct MapTransform: Transform {
                     }
                     text.append(UInt8(ascii: "}"))
                     r.value = text
+                    r.parsed = .object(object)
                 } else {
+                    r.parsed = .object(object)
                     r.syncValueFromParsed()
                 }
                 output.out.append(r)
