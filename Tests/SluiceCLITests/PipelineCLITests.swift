@@ -179,3 +179,79 @@ import Testing
         print("pipeline kill test: written after each kill \(progress), committed \(committed); \(out.count) records written for \(total) inputs (duplicates after kills are allowed at-least-once)")
     }
 }
+
+@Suite(.serialized) struct HTTPSourceTests {
+    let scratch = Scratch()
+    var data: String { scratch.path + "/data" }
+
+    /// A port nothing listens on right now.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// POSTs with curl (a real client); returns the status code and body.
+    static func post(_ url: String, _ body: String) throws -> (Int, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", body, url]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test func postedRecordsAreAcceptedOnceDurableAndBadInputIsAnswered() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/curl"), "needs curl")
+        signal(SIGPIPE, SIG_IGN)
+        let port = Self.freePort()
+        let file = scratch.path + "/web.yaml"
+        try """
+        name: web
+        topics:
+          events: { partitions: 2 }
+          rejects: {}
+        sources:
+          http: { type: http, address: "127.0.0.1:\(port)", path: /events, split: lines, max_body: 1KiB }
+        transforms:
+          p: { type: json, inputs: [http] }
+        sinks:
+          keep: { type: topic, inputs: [p], topic: events, key: "user" }
+          bad: { type: topic, inputs: [p.errors], topic: rejects }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let run = try LiveProcess(["run", file, "--data", data, "--quiet"])
+        let url = "http://127.0.0.1:\(port)/events"
+        var status = 0
+        let deadline = Date().addingTimeInterval(20)
+        var reply = (0, "")
+        while Date() < deadline {
+            reply = try Self.post(url, "{\"user\":\"a\",\"n\":1}\n{\"user\":\"b\",\"n\":2}\nnot json\n")
+            status = reply.0
+            if status != 0 { break }
+            usleep(100_000)
+        }
+        #expect(status == 202 && reply.1 == "{\"accepted\":3}\n", "\(reply)")
+        let big = try Self.post(url, String(repeating: "x", count: 4096))
+        #expect(big.0 == 413)
+        let wrongPath = try Self.post("http://127.0.0.1:\(port)/nope", "{}")
+        #expect(wrongPath.0 == 404)
+        kill(run.process.processIdentifier, SIGTERM)
+        run.process.waitUntilExit()
+        #expect(run.process.terminationStatus == 0, "\(run.stderrText)")
+        #expect(run.stderrText.isEmpty, "\(run.stderrText)")
+        let kept = try Sluice.run(["consume", "events"], data: data).stdoutLines.sorted()
+        #expect(kept == ["{\"user\":\"a\",\"n\":1}", "{\"user\":\"b\",\"n\":2}"])
+        #expect(try Sluice.run(["consume", "rejects"], data: data).stdoutLines == ["not json"])
+    }
+}

@@ -39,6 +39,19 @@ public enum BuiltInComponents {
         ]) { config, _ in
             .source(StdinSource(id: config.id, format: config.string("format") ?? "lines", batchRecords: Int(config.int("batch_records") ?? 1000)))
         },
+        ComponentSpec(kind: .source, type: "http", summary: "An HTTP endpoint: each POST becomes one record (or one per line); the reply is 202 once the records passed the pipeline and every sink made them durable.", fields: [
+            FieldSpec("address", .string, default: "127.0.0.1:8080", "host:port to listen on."),
+            FieldSpec("path", .string, default: "/", "The path that takes POSTs."),
+            FieldSpec("split", .choice(["request", "lines"]), default: "request", "`request`: the body is one record; `lines`: each non-empty line is a record."),
+            FieldSpec("max_body", .size, default: "8MiB", "Largest body accepted (413 above it)."),
+        ]) { config, _ in
+            let address = config.string("address") ?? "127.0.0.1:8080"
+            let parts = address.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), port > 0, port < 65536 else {
+                throw ComponentError(component: config.id, "address '\(address)' is not host:port")
+            }
+            return .source(HTTPSource(id: config.id, host: String(parts[0]), port: port, path: config.string("path") ?? "/", perLine: config.string("split") == "lines", maxBodyBytes: Int(config.bytes("max_body") ?? (8 << 20))))
+        },
         ComponentSpec(kind: .source, type: "generator", summary: "Generates records from a template; `i` is the record's number.", fields: [
             FieldSpec("template", .template, required: true, "Each record's value, e.g. '{\"id\": {{i}}, \"amount\": {{i % 100}}}'."),
             FieldSpec("count", .int, default: "0", "How many records; 0 generates until stopped."),

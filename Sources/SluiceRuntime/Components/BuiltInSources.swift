@@ -11,7 +11,7 @@ struct FileSource: Source {
     let follow: Bool
     let batchRecords: Int
 
-    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw ComponentError(component: id, "cannot open \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")")
         }
@@ -24,13 +24,13 @@ struct StdinSource: Source {
     let id: String
     let format: String
     let batchRecords: Int
-    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
         try await LineBatcher.read(fd: 0, follow: false, batchRecords: batchRecords, format: format, component: id, emit: emit)
     }
 }
 
 enum LineBatcher {
-    static func read(fd: Int32, follow: Bool, batchRecords: Int, format: String, component: String, emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    static func read(fd: Int32, follow: Bool, batchRecords: Int, format: String, component: String, emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var carry: [UInt8] = []
         var batch: [PipelineRecord] = []
@@ -86,7 +86,7 @@ struct GeneratorSource: Source {
     let template: CompiledExpression
     let batchRecords: Int
 
-    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
         var i: Int64 = 0
         let start = ContinuousClock.now
         while count == 0 || i < count {

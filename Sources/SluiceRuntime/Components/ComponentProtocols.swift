@@ -75,7 +75,14 @@ extension Sink {
 
 public protocol Source: Sendable {
     /// Emits batches until the source ends (bounded sources) or the task is cancelled.
-    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws
+    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws
+    /// When true, `emit` returns only once every sink made the batch durable (an HTTP source
+    /// answers its client after that).
+    var acknowledgesDurably: Bool { get }
+}
+
+extension Source {
+    public var acknowledgesDurably: Bool { false }
 }
 
 /// A failure inside a component, with the component named.

@@ -79,9 +79,11 @@ public final class PipelineRunner: Sendable {
                         group.addTask { try await self.runTopicSource(node.id, settings, graph) }
                     case .source(let source):
                         group.addTask {
+                            let durable = source.acknowledgesDurably
                             try await source.run { batch in
                                 self.count(node.id, batch.count)
                                 try await graph.process(batch, from: node.id, runner: self)
+                                if durable { try await graph.flushSinks() }
                             }
                             try await graph.flushSinks()
                         }

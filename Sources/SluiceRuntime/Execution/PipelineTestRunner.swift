@@ -16,7 +16,7 @@ public struct PipelineTestResult: Sendable {
 
 struct ListSource: Source {
     let records: [PipelineRecord]
-    func run(_ emit: @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
         if !records.isEmpty { try await emit(records) }
     }
 }
