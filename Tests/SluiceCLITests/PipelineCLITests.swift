@@ -255,3 +255,71 @@ import Testing
         #expect(try Sluice.run(["consume", "rejects"], data: data).stdoutLines == ["not json"])
     }
 }
+
+@Suite(.serialized) struct HTTPSinkTests {
+    let scratch = Scratch()
+    var data: String { scratch.path + "/data" }
+
+    @Test func postsBatchesRetries5xxAndSends4xxToErrors() throws {
+        // A real HTTP server (Python's http.server): 500 to the first POST on /flaky, 400 on
+        // /refuse, 200 otherwise; accepted bodies are appended to a file.
+        let port = HTTPSourceTests.freePort()
+        let log = scratch.path + "/received.txt"
+        let script = scratch.path + "/server.py"
+        try """
+        import http.server, sys
+        state = {"flaky": 0}
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/refuse":
+                    self.send_response(400); self.end_headers(); return
+                if self.path == "/flaky" and state["flaky"] == 0:
+                    state["flaky"] = 1
+                    self.send_response(500); self.end_headers(); return
+                with open(sys.argv[2], "ab") as f: f.write(body + b"--\\n")
+                self.send_response(200); self.end_headers()
+        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", script, String(port), log]
+        try server.run()
+        // SIGKILL: a child may inherit an ignored SIGTERM from the test process.
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        var up = false
+        for _ in 0..<100 where !up {
+            up = (try? HTTPSourceTests.post("http://127.0.0.1:\(port)/ping", "x").0) == 200
+            if !up { usleep(50_000) }
+        }
+        try #require(up, "the test server did not start")
+        try "".write(toFile: log, atomically: true, encoding: .utf8)
+        let file = scratch.path + "/hooks.yaml"
+        let pipeline = """
+        name: hooks
+        topics:
+          refused: {}
+        sources:
+          g: { type: generator, count: 5, template: '{"n": {{i}}}' }
+        sinks:
+          flaky: { type: http, inputs: [g], url: "http://127.0.0.1:\(port)/flaky", format: lines, batch_records: 10, backoff: 10ms }
+          strict: { type: http, inputs: [g], url: "http://127.0.0.1:\(port)/refuse", batch_records: 2 }
+          dlq: { type: topic, inputs: [strict.errors], topic: refused }
+        """
+        try pipeline.write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try Sluice.run(["run", file, "--quiet"], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        // The 500 was retried: the five records arrived once, in one request.
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == (0..<5).map { "{\"n\": \($0)}\n" }.joined() + "--\n")
+        // The 400s sent every record of the refused requests to the error output, with why.
+        let refused = try Sluice.run(["consume", "refused", "--format", "json"], data: data).stdoutLines
+        #expect(refused.count == 5)
+        #expect(refused.allSatisfy { $0.contains("\"sluice.error\":\"HTTP 400 from http://127.0.0.1:\(port)/refuse\"") }, "\(refused)")
+        // Without an error output, a refusal stops the pipeline with a clear message.
+        try pipeline.replacingOccurrences(of: "\n  dlq: { type: topic, inputs: [strict.errors], topic: refused }", with: "").replacingOccurrences(of: "name: hooks", with: "name: hooks2").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try Sluice.run(["run", file, "--quiet"], data: data)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("sink 'strict' refused 5 records: HTTP 400") && r.stderr.contains("wire 'strict.errors'"), "\(r.stderr)")
+    }
+}

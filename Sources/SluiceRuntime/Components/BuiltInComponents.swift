@@ -1,3 +1,4 @@
+import Foundation
 // The built-in components, declared once: fields for validation and docs, and builders.
 import SluiceBroker
 import SluiceLog
@@ -117,6 +118,20 @@ public enum BuiltInComponents {
             guard let broker = context.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
             let topic = try TopicName(config.string("topic")!)
             return .sink(TopicSink(id: config.id, broker: broker, producer: try await Producer(broker: broker), topic: topic, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
+        },
+        ComponentSpec(kind: .sink, type: "http", summary: "POSTs records in batches; 5xx answers and connection failures are retried with exponential backoff, 4xx answers send that request's records to `<id>.errors`.", fields: [
+            FieldSpec("url", .string, required: true, "Where to POST, e.g. http://127.0.0.1:9000/ingest."),
+            FieldSpec("format", .choice(["json", "lines"]), default: "json", "`json`: a JSON array of the values (values that are not JSON become strings); `lines`: the values, one per line."),
+            FieldSpec("batch_records", .int, default: "500", "Most records per request."),
+            FieldSpec("max_retries", .int, default: "8", "Retries of a request after 5xx or connection failures before the pipeline stops."),
+            FieldSpec("backoff", .duration, default: "100ms", "First wait between retries; it doubles each time (at most 30s)."),
+            FieldSpec("timeout", .duration, default: "10s", "Timeout of one request."),
+        ]) { config, _ in
+            guard let url = URL(string: config.string("url")!), let scheme = url.scheme, ["http", "https"].contains(scheme) else {
+                throw ComponentError(component: config.id, "url '\(config.string("url")!)' is not an http(s) URL")
+            }
+            return .sink(HTTPSink(id: config.id, url: url, format: config.string("format") ?? "json", batchRecords: Int(max(1, config.int("batch_records") ?? 500)),
+                                  maxRetries: Int(config.int("max_retries") ?? 8), backoffMs: max(1, config.milliseconds("backoff") ?? 100), timeoutMs: config.milliseconds("timeout") ?? 10_000))
         },
         ComponentSpec(kind: .sink, type: "file", summary: "Appends each record's value as a line to a file, synced before the batch is accepted.", fields: [
             FieldSpec("path", .string, required: true, "File to append to (created if missing)."),

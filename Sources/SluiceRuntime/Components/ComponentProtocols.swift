@@ -73,6 +73,20 @@ extension Sink {
     public func flush() async throws {}
 }
 
+/// A sink that can refuse records (an HTTP endpoint answering 4xx): refused records go to
+/// `<sink>.errors` when that is wired, and stop the pipeline otherwise.
+public protocol RejectingSink: Sink {
+    /// Writes a batch and returns the records the destination refused.
+    func write(_ records: [PipelineRecord]) async throws -> [PipelineRecord]
+}
+
+extension RejectingSink {
+    public func write(_ records: [PipelineRecord]) async throws {
+        let refused: [PipelineRecord] = try await write(records)
+        if !refused.isEmpty { throw ComponentError(component: "sink", "\(refused.count) records were refused") }
+    }
+}
+
 public protocol Source: Sendable {
     /// Emits batches until the source ends (bounded sources) or the task is cancelled.
     func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws

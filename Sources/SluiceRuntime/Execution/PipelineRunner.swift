@@ -246,7 +246,21 @@ struct Graph: Sendable {
                 for (name, list) in out.named { buffers[InputRef(component: node.id, output: name)] = list }
             case .sink(let s):
                 do {
-                    try await s.write(input)
+                    if let rejecting = s as? any RejectingSink {
+                        let refused: [PipelineRecord] = try await rejecting.write(input)
+                        if !refused.isEmpty {
+                            let errorsRef = InputRef(component: node.id, output: "errors")
+                            guard wired.contains(errorsRef) else {
+                                let why = refused[0].headers.last { $0.name == "sluice.error" }?.value.map { String(decoding: $0, as: UTF8.self) } ?? "refused"
+                                throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(node.id)' refused \(refused.count) record\(refused.count == 1 ? "" : "s"): \(why); wire '\(node.id).errors' to a sink to keep such records")
+                            }
+                            buffers[errorsRef] = refused
+                        }
+                    } else {
+                        try await s.write(input)
+                    }
+                } catch let e as PipelineRunError {
+                    throw e
                 } catch {
                     throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(node.id)' failed: \(error)")
                 }

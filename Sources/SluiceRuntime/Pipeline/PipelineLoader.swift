@@ -177,8 +177,8 @@ struct LoadContext {
                     error(nodes[i].line, nodes[i].column, "'\(ref.component)' has no output '\(ref.output)'", hint: "its outputs are " + outputs[ref.component]!.sorted().joined(separator: ", "))
                     return false
                 }
-                if let source = nodes.first(where: { $0.id == ref.component }), source.kind == .sink {
-                    error(nodes[i].line, nodes[i].column, "'\(ref.component)' is a sink; sinks have no outputs to read from")
+                if let source = nodes.first(where: { $0.id == ref.component }), source.kind == .sink, ref.output != "errors" {
+                    error(nodes[i].line, nodes[i].column, "'\(ref.component)' is a sink; a sink's only output is '\(ref.component).errors'")
                     return false
                 }
                 return true
