@@ -1,6 +1,7 @@
 // PipelineLoader: reads a pipeline file with Yams.compose so every node keeps its position,
 // checks it against the component registry, and collects every problem as a Diagnostic.
 import Foundation
+import SluiceBroker
 import Yams
 
 public struct PipelineLoader: Sendable {
@@ -202,7 +203,7 @@ struct LoadContext {
         var out: [TopicDeclaration] = []
         for (k, v) in m {
             guard let name = k.string else { continue }
-            if let problem = TopicNameCheck.problem(name) { error(at: k, "invalid topic name '\(name)': \(problem)"); continue }
+            if let problem = TopicName.problem(with: name) { error(at: k, "invalid topic name '\(name)': \(problem)"); continue }
             var decl = TopicDeclaration(name: name, partitions: 1, flush: "interval", retentionMs: 7 * 86_400_000)
             if case .mapping(let settings) = v {
                 for (sk, sv) in settings {
@@ -442,18 +443,6 @@ struct LoadContext {
     func scalarString(_ n: Node) -> String? {
         guard case .scalar(let s) = n else { return nil }
         return s.string
-    }
-}
-
-enum TopicNameCheck {
-    static func problem(_ name: String) -> String? {
-        if name.isEmpty { return "it is empty" }
-        if name == "." || name == ".." { return "'.' and '..' are not allowed" }
-        if name.utf8.count > 249 { return "it is longer than 249 characters" }
-        if let bad = name.unicodeScalars.first(where: { !(($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "." || $0 == "_" || $0 == "-") }) {
-            return "character '\(bad)' is not allowed"
-        }
-        return nil
     }
 }
 
