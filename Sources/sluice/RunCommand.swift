@@ -159,7 +159,7 @@ struct TestCommand: AsyncParsableCommand {
 }
 
 /// Progress of running pipelines: a live line on a terminal (records in and out, rate, and
-/// percent and ETA for generators with a count), a periodic log line otherwise.
+/// percent and ETA when every source is bounded: generators with a count, files), a periodic log line otherwise.
 final class ProgressReporter: @unchecked Sendable {
     // Called from one task at a time (the stop watcher), then once at the end.
     let runners: [PipelineRunner]
@@ -183,9 +183,7 @@ final class ProgressReporter: @unchecked Sendable {
             let inCount = r.pipeline.sources.reduce(0) { $0 + (counts[$1.id] ?? 0) }
             let outCount = r.pipeline.sinks.reduce(0) { $0 + (counts[$1.id] ?? 0) }
             var text = "\(r.pipeline.name): in \(inCount), out \(outCount), \(Int(Double(inCount) / max(seconds, 0.001)))/s"
-            let bounded = r.pipeline.sources.compactMap { $0.type == "generator" ? $0.config.int("count") : nil }
-            if bounded.count == r.pipeline.sources.count, case let total = bounded.reduce(0, +), total > 0 {
-                let fraction = Double(inCount) / Double(total)
+            if let fraction = r.fractionDone {
                 let eta = fraction > 0 ? seconds / fraction - seconds : 0
                 text += String(format: ", %.0f%%, ETA %.0fs", fraction * 100, eta)
             }

@@ -28,7 +28,7 @@ public enum BuiltInComponents {
         },
         ComponentSpec(kind: .source, type: "file", summary: "Reads a file one record per line (JSON lines or plain lines); ends at the end of the file unless `follow`.", fields: [
             FieldSpec("path", .string, required: true, "File to read."),
-            FieldSpec("format", .choice(["jsonl", "lines"]), default: "lines", "`jsonl`: each line is a JSON value (parse it with a json transform); `lines`: plain text."),
+            FieldSpec("format", .choice(["jsonl", "lines", "csv"]), default: "lines", "`jsonl`: each line is a JSON value (parse it with a json transform); `lines`: plain text; `csv`: the first row names the columns and each later row becomes an object (numbers and true/false typed, empty cells null; quoted fields may not span lines)."),
             FieldSpec("follow", .bool, default: "false", "Keep reading as the file grows."),
             batchField,
         ]) { config, _ in
@@ -100,6 +100,17 @@ public enum BuiltInComponents {
         ]) { config, _ in
             .transform(ThrottleTransform(rate: config.int("rate")!))
         },
+        ComponentSpec(kind: .transform, type: "batch", summary: "Holds each lane's records until `count` records or `bytes` of values are held or `period` has passed, then passes the group on; source offsets are committed only once the group has gone through.", fields: [
+            FieldSpec("count", .int, "Records per group."),
+            FieldSpec("bytes", .size, "Value bytes per group."),
+            FieldSpec("period", .duration, "Longest a record is held, e.g. 1s."),
+            FieldSpec("as", .choice(["records", "array"]), default: "records", "`records`: the group goes on as it is; `array`: as one record whose value is a JSON array of the values."),
+        ]) { config, _ in
+            let count = config.int("count"), bytes = config.bytes("bytes"), period = config.milliseconds("period")
+            guard count != nil || bytes != nil || period != nil else { throw ComponentError(component: config.id, "batch needs a count, bytes or a period") }
+            if let count, count < 1 { throw ComponentError(component: config.id, "count must be at least 1") }
+            return .transform(BatchTransform(id: config.id, count: count.map { Int($0) }, bytes: bytes.map { Int($0) }, periodMs: period, asArray: config.string("as") == "array"))
+        },
         ComponentSpec(kind: .transform, type: "route", summary: "Sends each record to the first case whose expression is true (output `<id>.<case>`), or to `<id>.default`.", fields: [
             FieldSpec("routes", .expressionMap, required: true, "Cases in order: { big: \"amount > 100\", eu: \"region == 'eu'\" }."),
         ], extraOutputs: { config in (config.expressionMap("routes") ?? []).map(\.name) + ["default"] }) { config, _ in
@@ -133,10 +144,17 @@ public enum BuiltInComponents {
             return .sink(HTTPSink(id: config.id, url: url, format: config.string("format") ?? "json", batchRecords: Int(max(1, config.int("batch_records") ?? 500)),
                                   maxRetries: Int(config.int("max_retries") ?? 8), backoffMs: max(1, config.milliseconds("backoff") ?? 100), timeoutMs: config.milliseconds("timeout") ?? 10_000))
         },
-        ComponentSpec(kind: .sink, type: "file", summary: "Appends each record's value as a line to a file, synced before the batch is accepted.", fields: [
+        ComponentSpec(kind: .sink, type: "file", summary: "Appends records to a file, one per line, synced before the batch is accepted; optionally rotated by size or age.", fields: [
             FieldSpec("path", .string, required: true, "File to append to (created if missing)."),
+            FieldSpec("format", .choice(["lines", "jsonl", "csv"]), default: "lines", "`lines`: each value as it is; `jsonl`: each value as JSON (text that is not JSON becomes a JSON string); `csv`: the `columns` of each parsed value, with a header row."),
+            FieldSpec("columns", .stringList, "Fields written by `csv`, in order (required for csv)."),
+            FieldSpec("rotate_bytes", .size, "Start a new file once the current one has this many bytes; the old one becomes `<name>-<n>.<ext>`."),
+            FieldSpec("rotate_interval", .duration, "Start a new file once the current one is this old, e.g. 1h."),
         ]) { config, _ in
-            .sink(try FileSink(id: config.id, path: config.string("path")!))
+            let format = FileSink.Format(rawValue: config.string("format") ?? "lines") ?? .lines
+            let columns = config.stringList("columns") ?? []
+            if format == .csv && columns.isEmpty { throw ComponentError(component: config.id, "format csv needs `columns`, the fields to write in order") }
+            return .sink(try FileSink(id: config.id, path: config.string("path")!, format: format, columns: columns, rotateBytes: config.bytes("rotate_bytes"), rotateIntervalMs: config.milliseconds("rotate_interval")))
         },
         ComponentSpec(kind: .sink, type: "stdout", summary: "Prints records to standard output.", fields: [
             FieldSpec("format", .choice(["value", "json"]), default: "value", "`value`: each value on a line; `json`: key, value (parsed fields when there are), topic, partition, offset."),

@@ -70,52 +70,143 @@ final class TopicSink: Sink {
     func close() async throws { try await flush() }
 }
 
-/// Appends records to a file, one per line (the value, which transforms keep as JSON text);
-/// `flush` syncs the file before the runner commits source offsets.
+/// Appends records to a file: `lines` (the value as it is), `jsonl` (the value as JSON; text
+/// that is not JSON becomes a JSON string) or `csv` (chosen fields of the parsed value, a
+/// header row first). `flush` syncs the file before the runner commits source offsets. With
+/// rotation, a file that reached `rotate_bytes` or `rotate_interval` is synced and renamed to
+/// `<name>-<n>.<ext>` (n counting up) between batches, and a new file is started.
 final class FileSink: Sink {
+    enum Format: String { case lines, jsonl, csv }
+
     let id: String
     let path: String
-    private let handle: Mutex<FileHandle?>
+    let format: Format
+    let columns: [String]
+    let rotateBytes: Int64?
+    let rotateInterval: Duration?
 
-    init(id: String, path: String) throws {
+    private struct Open {
+        var handle: FileHandle?
+        var size: Int64
+        var opened: ContinuousClock.Instant
+    }
+    private let file: Mutex<Open>
+
+    init(id: String, path: String, format: Format, columns: [String], rotateBytes: Int64?, rotateIntervalMs: Int64?) throws {
         self.id = id
         self.path = path
+        self.format = format
+        self.columns = columns
+        self.rotateBytes = rotateBytes
+        self.rotateInterval = rotateIntervalMs.map { .milliseconds($0) }
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        file = Mutex(try Self.open(path, id: id, columns: columns, format: format))
+    }
+
+    private static func open(_ path: String, id: String, columns: [String], format: Format) throws -> Open {
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ComponentError(component: id, "cannot open \(path) for writing") }
-        h.seekToEndOfFile()
-        handle = Mutex(h)
+        var size = Int64(h.seekToEndOfFile())
+        if format == .csv && size == 0 {
+            var header: [UInt8] = []
+            for (i, c) in columns.enumerated() {
+                if i > 0 { header.append(44) }
+                CSV.append(c, to: &header)
+            }
+            header.append(10)
+            do { try h.write(contentsOf: header) } catch { throw ComponentError(component: id, "cannot write \(path): \(error.localizedDescription)") }
+            size = Int64(header.count)
+        }
+        return Open(handle: h, size: size, opened: .now)
     }
 
     func write(_ records: [PipelineRecord]) async throws {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(records.count * 64)
         for r in records {
-            if let v = r.value { buffer += v }
+            switch format {
+            case .lines:
+                if let v = r.value { buffer += v }
+            case .jsonl:
+                if let v = r.value, r.parsed != nil || Self.looksLikeJSON(v) {
+                    buffer += v
+                } else if let v = r.value {
+                    JSON.serialize(.string(String(decoding: v, as: UTF8.self)), into: &buffer)
+                } else {
+                    buffer += Array("null".utf8)
+                }
+            case .csv:
+                let fields = r.parsed ?? r.value.flatMap { try? JSON.parse($0) } ?? .null
+                for (i, c) in columns.enumerated() {
+                    if i > 0 { buffer.append(44) }
+                    CSV.append(fields[c] ?? .null, to: &buffer)
+                }
+            }
             buffer.append(10)
         }
-        try handle.withLock { h in
-            guard let h else { throw ComponentError(component: id, "\(path) is closed") }
+        try file.withLock { f in
+            if shouldRotate(f) { try rotate(&f) }
+            guard let h = f.handle else { throw ComponentError(component: id, "\(path) is closed") }
             do {
                 try h.write(contentsOf: buffer)
+                f.size += Int64(buffer.count)
             } catch {
                 throw ComponentError(component: id, "cannot write \(path): \(error.localizedDescription)")
             }
         }
     }
 
+    /// The first byte of a JSON text (an object, array, string, number, true, false, null).
+    private static func looksLikeJSON(_ v: [UInt8]) -> Bool {
+        guard let first = v.first(where: { $0 != 32 && $0 != 9 }) else { return false }
+        return first == 123 || first == 91 || first == 34 || first == 45 || (first >= 48 && first <= 57) || first == 116 || first == 102 || first == 110
+    }
+
+    private func shouldRotate(_ f: Open) -> Bool {
+        let headerOnly = format == .csv ? Int64(columns.joined(separator: ",").utf8.count + 1) : 0
+        guard f.size > headerOnly else { return false }
+        if let rotateBytes, f.size >= rotateBytes { return true }
+        if let rotateInterval, ContinuousClock.now - f.opened >= rotateInterval { return true }
+        return false
+    }
+
+    /// Syncs and renames the current file, then opens a fresh one at `path`.
+    private func rotate(_ f: inout Open) throws {
+        guard let h = f.handle else { return }
+        do { try h.synchronize(); try h.close() } catch { throw ComponentError(component: id, "cannot sync \(path): \(error.localizedDescription)") }
+        f.handle = nil
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let ext = url.pathExtension
+        let stem = url.deletingPathExtension().lastPathComponent
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        var next = 1
+        for name in existing where name.hasPrefix(stem + "-") {
+            var rest = name.dropFirst(stem.count + 1)
+            if !ext.isEmpty { guard rest.hasSuffix("." + ext) else { continue }; rest = rest.dropLast(ext.count + 1) }
+            if let n = Int(rest) { next = max(next, n + 1) }
+        }
+        let target = dir + "/" + stem + "-\(next)" + (ext.isEmpty ? "" : "." + ext)
+        guard rename(path, target) == 0 else {
+            throw ComponentError(component: id, "cannot rotate \(path) to \(target): \(String(cString: strerror(errno)))")
+        }
+        let dfd = Foundation.open(dir, O_RDONLY)
+        if dfd >= 0 { _ = fsync(dfd); Foundation.close(dfd) }
+        f = try Self.open(path, id: id, columns: columns, format: format)
+    }
+
     func flush() async throws {
-        try handle.withLock { h in
-            do { try h?.synchronize() } catch { throw ComponentError(component: id, "cannot sync \(path): \(error.localizedDescription)") }
+        try file.withLock { f in
+            do { try f.handle?.synchronize() } catch { throw ComponentError(component: id, "cannot sync \(path): \(error.localizedDescription)") }
         }
     }
 
     func close() async throws {
-        handle.withLock { h in
-            try? h?.synchronize()
-            try? h?.close()
-            h = nil
+        file.withLock { f in
+            try? f.handle?.synchronize()
+            try? f.handle?.close()
+            f.handle = nil
         }
     }
 }

@@ -93,10 +93,13 @@ public protocol Source: Sendable {
     /// When true, `emit` returns only once every sink made the batch durable (an HTTP source
     /// answers its client after that).
     var acknowledgesDurably: Bool { get }
+    /// How much of a bounded source has been read (0...1); nil when unknown or unbounded.
+    var fractionDone: Double? { get }
 }
 
 extension Source {
     public var acknowledgesDurably: Bool { false }
+    public var fractionDone: Double? { nil }
 }
 
 /// A failure inside a component, with the component named.
@@ -108,4 +111,27 @@ public struct ComponentError: Error, Sendable, CustomStringConvertible {
         self.component = component
         self.message = message
     }
+}
+
+/// The source partition a record came from (`topic` is nil for sources that are not topics).
+public struct SourceLane: Sendable, Hashable {
+    public var topic: String?
+    public var partition: Int32
+    public init(topic: String?, partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+}
+
+/// A transform that holds records across batches (`batch`). The runner asks it for what is
+/// due after each poll, commits no source offset it still holds, and tells it which lanes
+/// moved away (their held records are processed again by the new owner).
+public protocol BufferingTransform: Transform {
+    /// Hands over the groups that are complete or whose period ran out (every held record
+    /// when `force`).
+    func release(force: Bool, into output: inout TransformOutput)
+    /// The lowest source offset still held, per lane.
+    func heldOffsets() -> [SourceLane: Int64]
+    /// Forgets what is held for lanes this worker no longer owns.
+    func discard(_ lanes: Set<SourceLane>)
 }

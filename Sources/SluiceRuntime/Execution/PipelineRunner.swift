@@ -44,6 +44,21 @@ public final class PipelineRunner: Sendable {
         self.logger = logger
     }
 
+    private let plainSources = Mutex<[any Source]>([])
+
+    /// How far the pipeline is through its input when every source is bounded and knows
+    /// (generators with a count, files not followed); nil otherwise.
+    public var fractionDone: Double? {
+        let sources = plainSources.withLock { $0 }
+        guard !sources.isEmpty, sources.count == pipeline.sources.count else { return nil }
+        var least = 1.0
+        for s in sources {
+            guard let f = s.fractionDone else { return nil }
+            least = min(least, f)
+        }
+        return least
+    }
+
     /// Records per component so far: in for sources, written for sinks.
     public var counts: [String: Int] { counters.withLock { $0 } }
 
@@ -71,6 +86,9 @@ public final class PipelineRunner: Sendable {
             built[node.id] = try await spec.build(node.config, context)
         }
         let graph = Graph(pipeline: pipeline, built: built)
+        plainSources.withLock { list in
+            list = pipeline.sources.compactMap { if case .source(let s)? = built[$0.id] { return s }; return nil }
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for node in pipeline.sources {
@@ -83,8 +101,10 @@ public final class PipelineRunner: Sendable {
                             try await source.run { batch in
                                 self.count(node.id, batch.count)
                                 try await graph.process(batch, from: node.id, runner: self)
+                                try await graph.release(force: false, runner: self)
                                 if durable { try await graph.flushSinks() }
                             }
+                            try await graph.release(force: true, runner: self)
                             try await graph.flushSinks()
                         }
                     default:
@@ -119,19 +139,29 @@ public final class PipelineRunner: Sendable {
         // The commit of one poll (flush every sink, then commit its offsets) runs while the
         // next poll is processed; at most one is outstanding, and a revoke waits for it.
         let inFlight = CommitSlot()
-        let listener = RebalanceListener(revoked: { _ in await inFlight.settle() }, lost: { _ in await inFlight.settle() })
+        // Records a buffering transform holds for a lane that moves away are dropped here;
+        // their offsets were never committed, so the new owner processes them.
+        let moved: @Sendable ([TopicPartition]) async -> Void = { parts in
+            await inFlight.settle()
+            graph.discard(Set(parts.map { SourceLane(topic: $0.topic.rawValue, partition: $0.partition) }))
+        }
+        let listener = RebalanceListener(revoked: moved, lost: moved)
         let consumer = Consumer(broker: broker, config: config, listener: listener, logger: logger)
         try consumer.subscribe([topic])
+        // Next offset processed per lane, and what was last handed to a commit.
+        var processed: [TopicPartition: Int64] = [:]
+        var committed: [TopicPartition: Int64] = [:]
+        let buffering = !graph.buffering.isEmpty
         do {
             while !Task.isCancelled {
                 // Draining: a short wait notices the end sooner.
                 let records = try await consumer.poll(maxWait: .milliseconds(options.drain ? 10 : 200))
-                if records.isEmpty {
+                if records.isEmpty && !buffering {
                     try await inFlight.wait()
                     if options.drain, try await caughtUp(consumer, settings.isolation) { break }
                     continue
                 }
-                let commits = try await withThrowingTaskGroup(of: (TopicPartition, Int64).self) { group in
+                let done = try await withThrowingTaskGroup(of: (TopicPartition, Int64).self) { group in
                     for part in records.parts {
                         group.addTask {
                             try await self.runLane(part, sourceId: id, maxBatch: settings.maxBatchRecords, graph: graph)
@@ -140,18 +170,41 @@ public final class PipelineRunner: Sendable {
                     }
                     return try await group.reduce(into: [TopicPartition: Int64]()) { $0[$1.0] = $1.1 }
                 }
+                var commits = done
+                var finished = false
+                if buffering {
+                    // Held records keep their lane's commit below them.
+                    if records.isEmpty && options.drain { finished = try await caughtUp(consumer, settings.isolation) }
+                    try await graph.release(force: finished, runner: self)
+                    let owned = Set(consumer.assignment)
+                    processed = processed.filter { owned.contains($0.key) }.merging(done) { _, new in new }
+                    let held = graph.heldOffsets()
+                    commits = [:]
+                    for (tp, next) in processed {
+                        let upTo = min(next, held[SourceLane(topic: tp.topic.rawValue, partition: tp.partition)] ?? .max)
+                        if committed[tp] != upTo { commits[tp] = upTo }
+                    }
+                    committed.merge(commits) { _, new in new }
+                    if commits.isEmpty {
+                        try await inFlight.wait()
+                        if finished { break }
+                        continue
+                    }
+                }
                 try await inFlight.wait()
                 let logger = self.logger
+                let toCommit = commits
                 inFlight.start {
                     // Offsets are committed only once every sink made what it accepted durable.
                     try await graph.flushSinks()
                     do {
-                        try await consumer.commitSync(commits)
+                        try await consumer.commitSync(toCommit)
                     } catch let e as BrokerError where [.rebalanceInProgress, .illegalGeneration, .unknownMemberId, .fencedInstanceId].contains(e.code) {
                         // The partitions moved: their new owner re-reads from the last commit (at-least-once).
                         logger.info("commit skipped after a rebalance: \(e.message)")
                     }
                 }
+                if finished { break }
             }
             try await inFlight.wait()
         } catch {
@@ -205,14 +258,49 @@ struct Graph: Sendable {
     /// Outputs someone reads.
     let wired: Set<InputRef>
 
+    /// Transforms that hold records across batches, in topological order.
+    let buffering: [(id: String, transform: any BufferingTransform)]
+
     init(pipeline: Pipeline, built: [String: BuiltComponent]) {
         self.pipeline = pipeline
         self.built = built
         wired = Set(pipeline.nodes.flatMap(\.inputs))
+        buffering = pipeline.nodes.compactMap { node in
+            if case .transform(let t)? = built[node.id], let b = t as? any BufferingTransform { return (node.id, b) }
+            return nil
+        }
     }
 
     func process(_ records: [PipelineRecord], from sourceId: String, runner: PipelineRunner) async throws {
-        var buffers: [InputRef: [PipelineRecord]] = [InputRef(component: sourceId, output: "out"): records]
+        try await process(records, at: InputRef(component: sourceId, output: "out"), runner: runner)
+    }
+
+    /// Sends what buffering transforms have ready (everything when `force`) downstream.
+    /// Callers keep one lane's calls in order: this runs between polls, never beside a lane.
+    func release(force: Bool, runner: PipelineRunner) async throws {
+        for (id, t) in buffering {
+            var out = TransformOutput()
+            t.release(force: force, into: &out)
+            if !out.out.isEmpty { try await process(out.out, at: InputRef(component: id, output: "out"), runner: runner) }
+        }
+    }
+
+    /// The lowest source offset held by any buffering transform, per lane.
+    func heldOffsets() -> [SourceLane: Int64] {
+        var held: [SourceLane: Int64] = [:]
+        for (_, t) in buffering {
+            for (lane, o) in t.heldOffsets() { held[lane] = min(held[lane] ?? .max, o) }
+        }
+        return held
+    }
+
+    func discard(_ lanes: Set<SourceLane>) {
+        for (_, t) in buffering { t.discard(lanes) }
+    }
+
+    /// Walks `records`, which appeared on output `ref`, through every node downstream of it.
+    func process(_ records: [PipelineRecord], at ref: InputRef, runner: PipelineRunner) async throws {
+        var buffers: [InputRef: [PipelineRecord]] = [ref: records]
         for node in pipeline.nodes where node.kind != .source {
             var input: [PipelineRecord]
             if node.inputs.count == 1 {
