@@ -90,6 +90,8 @@ public final class Producer: Sendable {
 
     public var producerId: Int64 { state.withLock { $0.producerId } }
     public var epoch: Int16 { state.withLock { $0.epoch } }
+    /// True once a newer producer with the same transactional id (or epoch) fenced this one.
+    public var isFenced: Bool { state.withLock { $0.fenced != nil } }
 
     // MARK: Partitioning
 
@@ -273,8 +275,13 @@ public final class Producer: Sendable {
     public func sendOffsetsToTransaction(_ offsets: [TopicPartition: Int64], groupId: String) async throws {
         let id = try requireTransactional()
         let (pid, epoch) = state.withLock { ($0.producerId, $0.epoch) }
-        try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: groupId)
-        try await broker.transactions.txnOffsetCommit(transactionalId: id, producerId: pid, epoch: epoch, groupId: groupId, offsets: offsets.mapValues { CommittedOffset(offset: $0) })
+        do {
+            try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: groupId)
+            try await broker.transactions.txnOffsetCommit(transactionalId: id, producerId: pid, epoch: epoch, groupId: groupId, offsets: offsets.mapValues { CommittedOffset(offset: $0) })
+        } catch let e as BrokerError where e.code == .producerFenced {
+            state.withLock { $0.fenced = e }
+            throw e
+        }
     }
 
     public func commitTransaction() async throws { try await endTransaction(commit: true) }

@@ -156,6 +156,19 @@ public enum BuiltInComponents {
             if format == .csv && columns.isEmpty { throw ComponentError(component: config.id, "format csv needs `columns`, the fields to write in order") }
             return .sink(try FileSink(id: config.id, path: config.string("path")!, format: format, columns: columns, rotateBytes: config.bytes("rotate_bytes"), rotateIntervalMs: config.milliseconds("rotate_interval")))
         },
+        ComponentSpec(kind: .sink, type: "sqlite", summary: "Inserts (or upserts) one row per record into a SQLite table, columns from expressions. Under exactly-once a lane's rows and its source offset are committed in one SQLite transaction, and the lane resumes from the offset stored in the database.", fields: [
+            FieldSpec("path", .string, required: true, "The database file (created if missing, WAL mode, synchronous FULL)."),
+            FieldSpec("table", .string, required: true, "The table (created if missing, with the columns below)."),
+            FieldSpec("columns", .expressionMap, required: true, "Column values: { id: \"id\", total: \"amount * 100\" }; objects and arrays are stored as JSON text."),
+            FieldSpec("key", .stringList, "Columns that identify a row: rows with the same key are updated (upsert) instead of added."),
+        ], exactlyOnceCapable: true) { config, context in
+            let columns = config.expressionMap("columns") ?? []
+            let key = config.stringList("key") ?? []
+            if let missing = key.first(where: { k in !columns.contains { $0.name == k } }) {
+                throw ComponentError(component: config.id, "key column '\(missing)' is not one of the columns")
+            }
+            return .sink(try SQLiteSink(id: config.id, path: config.string("path")!, table: config.string("table")!, columns: columns, keyColumns: key, pipelineName: context.pipelineName))
+        },
         ComponentSpec(kind: .sink, type: "stdout", summary: "Prints records to standard output.", fields: [
             FieldSpec("format", .choice(["value", "json"]), default: "value", "`value`: each value on a line; `json`: key, value (parsed fields when there are), topic, partition, offset."),
         ]) { config, _ in

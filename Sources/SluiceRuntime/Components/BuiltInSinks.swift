@@ -28,6 +28,15 @@ final class TopicSink: Sink {
 
     func write(_ records: [PipelineRecord]) async throws {
         guard !records.isEmpty else { return }
+        // Exactly-once: write inside the lane's transaction, skipping records an earlier
+        // committed transaction already wrote (a lane resuming below that point).
+        let txn = LaneTransaction.current
+        var records = records
+        if let txn, let first = records.first, first.offset < txn.committedBelow {
+            records = records.filter { !($0.offset < txn.committedBelow && $0.partition == txn.lane.partition && $0.topic == txn.lane.topic) }
+            if records.isEmpty { return }
+        }
+        let producer = txn?.producer ?? self.producer
         let count = try broker.partitionCount(topic)
         let keyless = sticky.withLock { p -> Int32 in defer { p = (p + 1) % max(count, 1) }; return p % max(count, 1) }
         // One batch per partition, encoded straight from the records.
@@ -56,6 +65,7 @@ final class TopicSink: Sink {
             let result = try await producer.send(&builders[p]!, to: TopicPartition(topic, Int32(p)))
             written.append((Int32(p), result.lastOffset))
         }
+        if txn != nil { return }  // durable when the lane's transaction commits
         pending.withLock { last in
             for (p, o) in written { last[p] = max(last[p] ?? -1, o) }
         }

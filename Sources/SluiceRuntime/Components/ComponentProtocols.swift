@@ -1,6 +1,7 @@
 // The plugin surface: what sources, transforms and sinks implement. Built-ins use exactly
 // these protocols; nothing here mentions NIO or the broker's internals.
 import SluiceLog
+import SluiceBroker
 
 /// One record flowing through a pipeline. `parsed` holds the value's fields once a `json`
 /// transform (or a source that reads JSON) has parsed them; expressions read from it.
@@ -134,4 +135,36 @@ public protocol BufferingTransform: Transform {
     func heldOffsets() -> [SourceLane: Int64]
     /// Forgets what is held for lanes this worker no longer owns.
     func discard(_ lanes: Set<SourceLane>)
+}
+
+/// The open transaction of the lane whose records are flowing, under `guarantee:
+/// exactly-once`. The runner sets it (a task-local) around each lane's share of a poll; topic
+/// sinks write through its producer, and exactly-once sinks buffer what they are given until
+/// the runner commits the lane.
+public struct LaneTransaction: Sendable {
+    public let lane: SourceLane
+    /// The lane's transactional producer (transactional id `<pipeline>/<group>/<topic>/<partition>`).
+    public let producer: Producer
+    /// Records of the lane below this offset were written by an earlier committed
+    /// transaction; topic sinks skip them when the lane resumes from a lower offset.
+    public let committedBelow: Int64
+
+    @TaskLocal public static var current: LaneTransaction?
+
+    public init(lane: SourceLane, producer: Producer, committedBelow: Int64) {
+        self.lane = lane
+        self.producer = producer
+        self.committedBelow = committedBelow
+    }
+}
+
+/// A sink outside the broker that stores each lane's source offset together with its output
+/// (SQLite: in the same database transaction), so it can be exactly-once on its own.
+public protocol ExactlyOnceSink: Sink {
+    /// The next source offset whose effects the sink already holds for `lane`, if it has any.
+    func appliedOffset(_ lane: SourceLane) async throws -> Int64?
+    /// Makes the lane's writes since its last commit durable together with `next`, atomically.
+    func commit(_ lane: SourceLane, next: Int64) async throws
+    /// Forgets the lane's writes since its last commit.
+    func abort(_ lane: SourceLane) async
 }

@@ -5,6 +5,7 @@
 // need no extra care: batches are processed and committed between polls, so a revoked lane
 // has nothing in flight. Cancelling the run stops fetching, finishes the batch, commits and
 // leaves the group.
+import Foundation
 import Logging
 import SluiceBroker
 import SluiceLog
@@ -94,7 +95,14 @@ public final class PipelineRunner: Sendable {
                 for node in pipeline.sources {
                     switch built[node.id]! {
                     case .topicSource(let settings):
-                        group.addTask { try await self.runTopicSource(node.id, settings, graph) }
+                        if pipeline.guarantee == .exactlyOnce {
+                            if let b = graph.buffering.first {
+                                throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(b.id)' holds records across polls, which guarantee: exactly-once does not support yet")
+                            }
+                            group.addTask { try await self.runExactlyOnceTopicSource(node.id, settings, graph) }
+                        } else {
+                            group.addTask { try await self.runTopicSource(node.id, settings, graph) }
+                        }
                     case .source(let source):
                         group.addTask {
                             let durable = source.acknowledgesDurably
@@ -215,6 +223,124 @@ public final class PipelineRunner: Sendable {
         await consumer.close()
     }
 
+    /// Exactly-once: each lane has a transactional producer (id `<pipeline>/<group>/<topic>/
+    /// <partition>`, created when the lane is assigned, which fences any older owner and aborts
+    /// its open transaction). A lane's share of a poll is one transaction: its topic outputs
+    /// and its next source offset; exactly-once sinks outside the broker (SQLite) commit the
+    /// lane's output with its offset just before. A lane resumes at the lowest offset any sink
+    /// still needs, and each sink skips what it already holds.
+    private func runExactlyOnceTopicSource(_ id: String, _ settings: TopicSourceSettings, _ graph: Graph) async throws {
+        let topic = try TopicName(settings.topic)
+        var config = ConsumerConfig(groupId: settings.group)
+        config.clientId = "\(pipeline.name).\(id)"
+        config.autoOffsetReset = settings.start
+        config.isolation = settings.isolation
+        config.heartbeatIntervalMs = 500
+        config.maxPartitionFetchBytes = max(1024, settings.fetchBytes)
+        config.maxPollBytes = max(1024, settings.fetchBytes) * 4
+        let lanes = LaneTable()
+        let consumerBox = Mutex<Consumer?>(nil)
+        let prepare: @Sendable ([TopicPartition]) async -> Void = { parts in
+            guard let consumer = consumerBox.withLock({ $0 }) else { return }
+            for tp in parts {
+                do { try await self.prepareLane(tp, group: settings.group, graph: graph, lanes: lanes, consumer: consumer) } catch {
+                    self.logger.error("lane \(tp): \(error); retried at its first records")
+                }
+            }
+        }
+        let listener = RebalanceListener(assigned: prepare, revoked: { lanes.remove($0) }, lost: { lanes.remove($0) })
+        let consumer = Consumer(broker: broker, config: config, listener: listener, logger: logger)
+        consumerBox.withLock { $0 = consumer }
+        try consumer.subscribe([topic])
+        do {
+            while !Task.isCancelled {
+                let records = try await consumer.poll(maxWait: .milliseconds(options.drain ? 10 : 200))
+                if records.isEmpty {
+                    if options.drain, try await caughtUp(consumer, settings.isolation) { break }
+                    continue
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for part in records.parts {
+                        group.addTask {
+                            try await self.runExactlyOnceLane(part, sourceId: id, settings: settings, graph: graph, lanes: lanes, consumer: consumer)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    /// Creates the lane's transactional producer and moves the consumer to the lowest offset
+    /// a sink still needs. Returns false when the consumer had to move (records already
+    /// fetched for the lane are not the ones to process).
+    @discardableResult
+    private func prepareLane(_ tp: TopicPartition, group: String, graph: Graph, lanes: LaneTable, consumer: Consumer, fetchedFrom: Int64? = nil) async throws -> Bool {
+        let lane = SourceLane(topic: tp.topic.rawValue, partition: tp.partition)
+        let transactionalId = "\(pipeline.name)/\(group)/\(tp.topic)/\(tp.partition)"
+        let producer = try await Producer(broker: broker, config: ProducerConfig(transactionalId: transactionalId))
+        // Read after the fence: an older owner can no longer commit.
+        let committed = await broker.groups.committedOffsets(groupId: group)[tp]?.offset
+        var start: Int64? = graph.hasTopicSinks || graph.exactlyOnceSinks.isEmpty ? committed : nil
+        for sink in graph.exactlyOnceSinks {
+            if let applied = try await sink.appliedOffset(lane) ?? committed { start = min(start ?? applied, applied) }
+        }
+        lanes.set(tp, LaneTable.Lane(producer: producer, committedBelow: committed ?? -1))
+        if let start, start != (fetchedFrom ?? committed) {
+            consumer.seek(tp, to: start)
+            return false
+        }
+        return true
+    }
+
+    private func runExactlyOnceLane(_ part: ConsumerRecords.Part, sourceId: String, settings: TopicSourceSettings, graph: Graph, lanes: LaneTable, consumer: Consumer) async throws {
+        let tp = part.data.topicPartition
+        let lane = SourceLane(topic: tp.topic.rawValue, partition: tp.partition)
+        let next = part.data.nextOffset
+        if lanes.get(tp) == nil {
+            guard try await prepareLane(tp, group: settings.group, graph: graph, lanes: lanes, consumer: consumer, fetchedFrom: part.from) else { return }
+        }
+        guard let state = lanes.get(tp) else { return }
+        let producer = state.producer
+        let external = graph.exactlyOnceSinks
+        do {
+            if Self.fault == "commit-offsets-first" {
+                // A deliberately broken mode for testing the chaos checker: the offsets are
+                // committed before the outputs are written, so a crash in between loses them.
+                try producer.beginTransaction()
+                try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)
+                try await producer.commitTransaction()
+            }
+            try producer.beginTransaction()
+            try await LaneTransaction.$current.withValue(LaneTransaction(lane: lane, producer: producer, committedBelow: state.committedBelow)) {
+                try await runLane(part, sourceId: sourceId, maxBatch: settings.maxBatchRecords, graph: graph)
+            }
+            for sink in external { try await sink.commit(lane, next: next) }
+            if Self.fault != "commit-offsets-first" {
+                try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)
+            }
+            try await producer.commitTransaction()
+        } catch {
+            try? await producer.abortTransaction()
+            for sink in external { await sink.abort(lane) }
+            if producer.isFenced {
+                // Another owner took the lane over; it resumes from the last commit.
+                logger.info("lane \(tp) was fenced by a newer owner; dropping it")
+                lanes.remove([tp])
+                consumer.seek(tp, to: part.from)
+                return
+            }
+            throw error
+        }
+    }
+
+    /// A test hook (`SLUICE_FAULT`), read once.
+    static let fault = ProcessInfo.processInfo.environment["SLUICE_FAULT"] ?? ""
+
     /// One lane's share of a poll: the partition's records, in offset order, in batches.
     private func runLane(_ part: ConsumerRecords.Part, sourceId: String, maxBatch: Int, graph: Graph) async throws {
         let tp = part.data.topicPartition
@@ -258,6 +384,10 @@ struct Graph: Sendable {
     /// Outputs someone reads.
     let wired: Set<InputRef>
 
+    /// Sinks that store their own source offsets (SQLite).
+    let exactlyOnceSinks: [any ExactlyOnceSink]
+    let hasTopicSinks: Bool
+
     /// Transforms that hold records across batches, in topological order.
     let buffering: [(id: String, transform: any BufferingTransform)]
 
@@ -265,6 +395,11 @@ struct Graph: Sendable {
         self.pipeline = pipeline
         self.built = built
         wired = Set(pipeline.nodes.flatMap(\.inputs))
+        exactlyOnceSinks = pipeline.sinks.compactMap { node in
+            if case .sink(let s)? = built[node.id] { return s as? any ExactlyOnceSink }
+            return nil
+        }
+        hasTopicSinks = pipeline.sinks.contains { $0.type == "topic" }
         buffering = pipeline.nodes.compactMap { node in
             if case .transform(let t)? = built[node.id], let b = t as? any BufferingTransform { return (node.id, b) }
             return nil
@@ -394,4 +529,17 @@ final class CommitSlot: Sendable {
     func settle() async {
         try? await wait()
     }
+}
+
+/// The lanes a topic source owns under exactly-once, with their transactional producers.
+final class LaneTable: Sendable {
+    struct Lane: Sendable {
+        var producer: Producer
+        var committedBelow: Int64
+    }
+    private let lanes = Mutex<[TopicPartition: Lane]>([:])
+
+    func get(_ tp: TopicPartition) -> Lane? { lanes.withLock { $0[tp] } }
+    func set(_ tp: TopicPartition, _ lane: Lane) { lanes.withLock { $0[tp] = lane } }
+    func remove(_ tps: [TopicPartition]) { lanes.withLock { l in for tp in tps { l[tp] = nil } } }
 }
