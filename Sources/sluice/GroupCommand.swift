@@ -32,7 +32,7 @@ struct GroupCommand: AsyncParsableCommand {
     }
 
     struct Describe: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a group's state, generation, members and, per partition, committed offset, end offset and lag.")
+        static let configuration = CommandConfiguration(abstract: "Show a group's state, generation, members and, per partition, committed offset, end offset, lag and (exactly-once pipelines) the lane's transactional id.")
         @OptionGroup var global: GlobalOptions
         @Argument var group: String
 
@@ -54,9 +54,16 @@ struct GroupCommand: AsyncParsableCommand {
                     for p in m.partitions { owner[p] = m.memberId }
                 }
             }
-            var rows = [["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"]]
+            // Exactly-once pipelines commit each lane through its own transactional id.
+            let lanes = try inspector.lanes(group)
+            var rows = [["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"] + (lanes.isEmpty ? [] : ["TRANSACTIONAL ID", "EPOCH", "TXN STATE"])]
             for p in r.partitions {
-                rows.append([p.topicPartition.topic.rawValue, "\(p.topicPartition.partition)", p.committed.map(String.init) ?? "-", "\(p.end)", p.lag.map(String.init) ?? "-", owner[p.topicPartition.description] ?? "-"])
+                var row = [p.topicPartition.topic.rawValue, "\(p.topicPartition.partition)", p.committed.map(String.init) ?? "-", "\(p.end)", p.lag.map(String.init) ?? "-", owner[p.topicPartition.description] ?? "-"]
+                if !lanes.isEmpty {
+                    let t = lanes[p.topicPartition]
+                    row += [t?.transactionalId ?? "-", t.map { "\($0.epoch)" } ?? "-", t?.state.rawValue ?? "-"]
+                }
+                rows.append(row)
             }
             printTable(rows)
         }

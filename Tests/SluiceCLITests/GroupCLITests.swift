@@ -28,6 +28,34 @@ import Testing
         #expect(try Sluice.run(["consume", "orders"], data: data).stdoutLines.count == 4)
     }
 
+    @Test func describeShowsEachExactlyOnceLanesTransactionalId() throws {
+        try Sluice.run(["topic", "create", "clicks", "--partitions", "2"], data: data)
+        try Sluice.run(["produce", "clicks", "--partition", "0"], data: data, stdin: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+        try Sluice.run(["produce", "clicks", "--partition", "1"], data: data, stdin: "{\"n\":4}\n")
+        let file = scratch.path + "/eos.yaml"
+        try """
+        name: counter
+        guarantee: exactly-once
+        topics:
+          clicks: { partitions: 2 }
+          copies: {}
+        sources:
+          in: { type: topic, topic: clicks, group: counting }
+        sinks:
+          out: { type: topic, inputs: [in], topic: copies }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try Sluice.run(["run", "--quiet", "--drain", file], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try Sluice.run(["group", "describe", "counting"], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = r.stdoutLines.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(rows[1] == ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER", "TRANSACTIONAL", "ID", "EPOCH", "TXN", "STATE"])
+        #expect(rows[2].prefix(7) == ["clicks", "0", "3", "3", "0", "-", "counter/counting/clicks/0"])
+        #expect(rows[3].prefix(7) == ["clicks", "1", "1", "1", "0", "-", "counter/counting/clicks/1"])
+        r = try Sluice.run(["consume", "copies", "--isolation", "read_committed"], data: data)
+        #expect(Set(r.stdoutLines) == ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{\"n\":4}"])
+    }
+
     @Test func aGroupConsumerCommitsAsItGoesAndTheNextRunContinues() throws {
         try Sluice.run(["topic", "create", "events", "--partitions", "2"], data: data)
         try Sluice.run(["produce", "events", "--partition", "0"], data: data, stdin: "a\nb\nc\n")

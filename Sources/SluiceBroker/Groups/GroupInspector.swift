@@ -59,6 +59,27 @@ public struct GroupInspector: Sendable {
     }
 }
 
+extension GroupInspector {
+    /// The exactly-once lanes of a group: per source partition, the pipeline lane's
+    /// transaction (transactional id `<pipeline>/<group>/<topic>/<partition>`), read from
+    /// `__transaction_state`.
+    public func lanes(_ groupId: String) throws -> [TopicPartition: TransactionDescription] {
+        guard topics.exists(try TopicName("__transaction_state")) else { return [:] }
+        let store = try InternalTopicStore(topics: topics, name: "__transaction_state", flush: "always", logger: Logger(label: "sluice.groups"))
+        var out: [TopicPartition: TransactionDescription] = [:]
+        let decoder = JSONDecoder()
+        for (key, value) in try store.load() {
+            let id = String(decoding: key, as: UTF8.self)
+            let parts = id.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count >= 4, parts[parts.count - 3] == Substring(groupId), let partition = Int32(parts[parts.count - 1]),
+                  let topic = try? TopicName(String(parts[parts.count - 2])),
+                  let meta = try? decoder.decode(TransactionMetadata.self, from: Data(value)) else { continue }
+            out[TopicPartition(topic, partition)] = TransactionDescription(transactionalId: id, producerId: meta.producerId, epoch: meta.epoch, state: meta.state, partitions: [])
+        }
+        return out
+    }
+}
+
 extension DataDirectory {
     /// The pid in `<data>/.lock` when a process holds the lock, else nil.
     public static func writerPid(_ path: String) -> Int32? {
