@@ -40,6 +40,7 @@ import Testing
         #expect(r.status == 0, "the checker found defects:\n\(r.output)")
         #expect(r.output.contains("topic output: 100000 records, 100000 distinct ids, 0 duplicated, 0 missing"))
         #expect(r.output.contains("sqlite rows: 100000 records, 100000 distinct ids, 0 duplicated, 0 missing"))
+        #expect(r.output.contains("file out.jsonl: 100000 records, 100000 distinct ids, 0 duplicated, 0 missing"))
         #expect(r.output.contains("OK: every input record appears exactly once"))
     }
 

@@ -4,7 +4,7 @@
 The input holds N records {"id": i, "key": "k<i % K>", "seq": i // K}. Each output (a topic
 read with read_committed, and/or a SQLite table) must hold every id exactly once, and per key
 the sequence numbers must be strictly increasing in output order (topic: offset order within
-the key's partition; SQLite: rowid order).
+the key's partition; SQLite: rowid order; file: line order).
 
 With --allow-duplicates (at-least-once) an id may appear more than once, but none may be
 missing, and per key the first appearances must still be in order.
@@ -14,6 +14,7 @@ a usage or read error.
 """
 import argparse
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def main():
     p.add_argument("--topic", help="output topic to check (read with read_committed)")
     p.add_argument("--sqlite", help="SQLite database to check")
     p.add_argument("--table", default="rows", help="table in the SQLite database")
+    p.add_argument("--file", help="JSON-lines file to check")
     p.add_argument("--allow-duplicates", action="store_true", help="at-least-once: duplicates are allowed, losses are not")
     a = p.parse_args()
     defects = []
@@ -87,7 +89,11 @@ def main():
             db = sqlite3.connect(a.sqlite)
             rows = db.execute(f'SELECT id, key, seq FROM "{a.table}" ORDER BY rowid').fetchall()
             defects += check(f"sqlite {a.table}", [{"id": i, "key": k, "seq": s} for i, k, s in rows], a.records, a.allow_duplicates)
-    except (subprocess.CalledProcessError, sqlite3.Error, ValueError, KeyError) as e:
+        if a.file:
+            with open(a.file) as f:
+                values = [json.loads(line) for line in f if line.strip()]
+            defects += check(f"file {os.path.basename(a.file)}", values, a.records, a.allow_duplicates)
+    except (OSError, subprocess.CalledProcessError, sqlite3.Error, ValueError, KeyError) as e:
         print(f"error: cannot read the outputs: {e}", file=sys.stderr)
         return 2
     for d in defects:

@@ -2,8 +2,8 @@
 """Chaos run: SIGKILLs `sluice run` at random moments until its input is drained, then checks.
 
 Input: a 4-partition topic of N keyed records {"id", "key", "seq"} (K keys, a per-key
-sequence number). Two pipelines run in one `sluice run` process: topic -> map -> topic and
-topic -> map -> sqlite, with the chosen guarantee. A throttle keeps processing slow enough
+sequence number). Three pipelines run in one `sluice run` process: topic -> map -> topic,
+topic -> map -> sqlite and topic -> map -> file (JSON lines), with the chosen guarantee. A throttle keeps processing slow enough
 that every kill lands while records are in flight. After at least --kills kills the process
 is left to drain the input, and check_exactly_once.py judges the outputs.
 
@@ -66,7 +66,9 @@ def main():
     topic_sink = "  out: { type: topic, inputs: [m], topic: output, key: key }"
     db = os.path.join(a.work, "out.db")
     sqlite_sink = f"  db: {{ type: sqlite, inputs: [m], path: {db}, table: rows, columns: {{ id: id, key: key, seq: seq, doubled: doubled }} }}"
-    for what, sink in [("topic", topic_sink)] + ([] if a.only_topic else [("sqlite", sqlite_sink)]):
+    jsonl = os.path.join(a.work, "out.jsonl")
+    file_sink = f"  f: {{ type: file, inputs: [m], path: {jsonl}, format: jsonl }}"
+    for what, sink in [("topic", topic_sink)] + ([] if a.only_topic else [("sqlite", sqlite_sink), ("file", file_sink)]):
         f = os.path.join(a.work, f"{what}.yaml")
         with open(f, "w") as out:
             out.write(PIPELINE.format(what=what, guarantee=a.guarantee, rate=a.rate, sink=sink))
@@ -101,7 +103,7 @@ def main():
     check = [sys.executable, os.path.join(HERE, "check_exactly_once.py"), "--sluice", a.sluice, "--data", data,
              "--records", str(a.records), "--topic", "output"]
     if not a.only_topic:
-        check += ["--sqlite", db, "--table", "rows"]
+        check += ["--sqlite", db, "--table", "rows", "--file", jsonl]
     if a.allow_duplicates:
         check.append("--allow-duplicates")
     sys.stdout.flush()

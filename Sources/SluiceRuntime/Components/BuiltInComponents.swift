@@ -1,5 +1,6 @@
 import Foundation
 // The built-in components, declared once: fields for validation and docs, and builders.
+import Logging
 import SluiceBroker
 import SluiceLog
 
@@ -144,17 +145,19 @@ public enum BuiltInComponents {
             return .sink(HTTPSink(id: config.id, url: url, format: config.string("format") ?? "json", batchRecords: Int(max(1, config.int("batch_records") ?? 500)),
                                   maxRetries: Int(config.int("max_retries") ?? 8), backoffMs: max(1, config.milliseconds("backoff") ?? 100), timeoutMs: config.milliseconds("timeout") ?? 10_000))
         },
-        ComponentSpec(kind: .sink, type: "file", summary: "Appends records to a file, one per line, synced before the batch is accepted; optionally rotated by size or age.", fields: [
+        ComponentSpec(kind: .sink, type: "file", summary: "Appends records to a file, one per line, synced before the batch is accepted; optionally rotated by size or age. Under exactly-once a manifest beside the file (`<path>.manifest`) records the committed length and each lane's offset, and a restart cuts the file back to it.", fields: [
             FieldSpec("path", .string, required: true, "File to append to (created if missing)."),
             FieldSpec("format", .choice(["lines", "jsonl", "csv"]), default: "lines", "`lines`: each value as it is; `jsonl`: each value as JSON (text that is not JSON becomes a JSON string); `csv`: the `columns` of each parsed value, with a header row."),
             FieldSpec("columns", .stringList, "Fields written by `csv`, in order (required for csv)."),
             FieldSpec("rotate_bytes", .size, "Start a new file once the current one has this many bytes; the old one becomes `<name>-<n>.<ext>`."),
             FieldSpec("rotate_interval", .duration, "Start a new file once the current one is this old, e.g. 1h."),
-        ]) { config, _ in
-            let format = FileSink.Format(rawValue: config.string("format") ?? "lines") ?? .lines
+        ], exactlyOnceCapable: true) { config, context in
+            let format = FileSink.Format(rawValue: config.string("format") ?? "lines") ?? FileSink.Format.lines
             let columns = config.stringList("columns") ?? []
             if format == .csv && columns.isEmpty { throw ComponentError(component: config.id, "format csv needs `columns`, the fields to write in order") }
-            return .sink(try FileSink(id: config.id, path: config.string("path")!, format: format, columns: columns, rotateBytes: config.bytes("rotate_bytes"), rotateIntervalMs: config.milliseconds("rotate_interval")))
+            let logger = Logger(label: "sluice.sink")
+            return .sink(try FileSink(id: config.id, path: config.string("path")!, format: format, columns: columns, rotateBytes: config.bytes("rotate_bytes"), rotateIntervalMs: config.milliseconds("rotate_interval"),
+                                      exactlyOnce: context.guarantee == .exactlyOnce, warn: { logger.warning("\($0)") }))
         },
         ComponentSpec(kind: .sink, type: "sqlite", summary: "Inserts (or upserts) one row per record into a SQLite table, columns from expressions. Under exactly-once a lane's rows and its source offset are committed in one SQLite transaction, and the lane resumes from the offset stored in the database.", fields: [
             FieldSpec("path", .string, required: true, "The database file (created if missing, WAL mode, synchronous FULL)."),

@@ -85,7 +85,13 @@ final class TopicSink: Sink {
 /// header row first). `flush` syncs the file before the runner commits source offsets. With
 /// rotation, a file that reached `rotate_bytes` or `rotate_interval` is synced and renamed to
 /// `<name>-<n>.<ext>` (n counting up) between batches, and a new file is started.
-final class FileSink: Sink {
+///
+/// Under exactly-once a lane's lines are held until the runner commits the lane; then they
+/// are appended and synced, and a manifest (`<path>.manifest`: the file's committed length and
+/// each lane's next source offset) is replaced atomically (write, fsync, rename). On start the
+/// file is cut back to the manifest's length, so whatever a killed run appended after its
+/// last commit is gone, and each lane resumes from the manifest's offset.
+final class FileSink: ExactlyOnceSink {
     enum Format: String { case lines, jsonl, csv }
 
     let id: String
@@ -99,19 +105,83 @@ final class FileSink: Sink {
         var handle: FileHandle?
         var size: Int64
         var opened: ContinuousClock.Instant
+        /// Exactly-once: the committed next offset per lane ("topic/partition").
+        var offsets: [String: Int64] = [:]
     }
     private let file: Mutex<Open>
+    let exactlyOnce: Bool
+    var manifestPath: String { path + ".manifest" }
+    /// Exactly-once: each lane's encoded lines since its last commit.
+    private let held = Mutex<[SourceLane: [UInt8]]>([:])
 
-    init(id: String, path: String, format: Format, columns: [String], rotateBytes: Int64?, rotateIntervalMs: Int64?) throws {
+    struct Manifest: Codable {
+        var size: Int64
+        var offsets: [String: Int64]
+    }
+
+    init(id: String, path: String, format: Format, columns: [String], rotateBytes: Int64?, rotateIntervalMs: Int64?, exactlyOnce: Bool = false, warn: (String) -> Void = { _ in }) throws {
         self.id = id
         self.path = path
         self.format = format
         self.columns = columns
         self.rotateBytes = rotateBytes
         self.rotateInterval = rotateIntervalMs.map { .milliseconds($0) }
+        self.exactlyOnce = exactlyOnce
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        file = Mutex(try Self.open(path, id: id, columns: columns, format: format))
+        var offsets: [String: Int64] = [:]
+        if exactlyOnce {
+            offsets = try Self.recover(path: path, manifest: path + ".manifest", id: id, warn: warn)
+        } else {
+            // Appends made at-least-once would be cut off by a stale manifest later.
+            try? FileManager.default.removeItem(atPath: path + ".manifest")
+        }
+        var opened = try Self.open(path, id: id, columns: columns, format: format)
+        opened.offsets = offsets
+        file = Mutex(opened)
+    }
+
+    private static func fileSize(_ path: String) -> Int64? {
+        ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value
+    }
+
+    /// Cuts the file back to the length its manifest committed; returns the lanes' offsets.
+    private static func recover(path: String, manifest: String, id: String, warn: (String) -> Void) throws -> [String: Int64] {
+        guard let data = FileManager.default.contents(atPath: manifest) else { return [:] }
+        guard var m = try? JSONDecoder().decode(Manifest.self, from: data) else {
+            throw ComponentError(component: id, "\(manifest) is not a valid manifest; move it away to start over (the file's offsets are then unknown)")
+        }
+        let size = fileSize(path) ?? 0
+        if size < m.size {
+            // A rotation renamed the file before the manifest recorded the new one.
+            if let last = rotatedFiles(path).last, fileSize(last.path) == m.size {
+                m.size = 0
+            } else {
+                throw ComponentError(component: id, "\(path) has \(size) bytes but its manifest committed \(m.size); committed output is missing, refusing to continue")
+            }
+        }
+        if size > m.size {
+            guard truncate(path, off_t(m.size)) == 0 else {
+                throw ComponentError(component: id, "cannot cut \(path) back to \(m.size) bytes: \(String(cString: strerror(errno)))")
+            }
+            warn("\(id): cut \(path) from \(size) to \(m.size) bytes, the length its manifest committed (the rest was written after the last commit)")
+        }
+        return m.offsets
+    }
+
+    /// Rotated files `<stem>-<n>.<ext>` beside `path`, by n.
+    static func rotatedFiles(_ path: String) -> [(n: Int, path: String)] {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let ext = url.pathExtension
+        let stem = url.deletingPathExtension().lastPathComponent
+        var out: [(n: Int, path: String)] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(stem + "-") {
+            var rest = name.dropFirst(stem.count + 1)
+            if !ext.isEmpty { guard rest.hasSuffix("." + ext) else { continue }; rest = rest.dropLast(ext.count + 1) }
+            if let n = Int(rest) { out.append((n, dir + "/" + name)) }
+        }
+        return out.sorted { $0.n < $1.n }
     }
 
     private static func open(_ path: String, id: String, columns: [String], format: Format) throws -> Open {
@@ -131,9 +201,7 @@ final class FileSink: Sink {
         return Open(handle: h, size: size, opened: .now)
     }
 
-    func write(_ records: [PipelineRecord]) async throws {
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(records.count * 64)
+    private func encode(_ records: some Sequence<PipelineRecord>, into buffer: inout [UInt8]) {
         for r in records {
             switch format {
             case .lines:
@@ -155,16 +223,71 @@ final class FileSink: Sink {
             }
             buffer.append(10)
         }
-        try file.withLock { f in
-            if shouldRotate(f) { try rotate(&f) }
-            guard let h = f.handle else { throw ComponentError(component: id, "\(path) is closed") }
-            do {
-                try h.write(contentsOf: buffer)
-                f.size += Int64(buffer.count)
-            } catch {
-                throw ComponentError(component: id, "cannot write \(path): \(error.localizedDescription)")
-            }
+    }
+
+    func write(_ records: [PipelineRecord]) async throws {
+        if let txn = LaneTransaction.current, exactlyOnce {
+            let applied = try await appliedOffset(txn.lane)
+            var buffer: [UInt8] = []
+            encode(records.lazy.filter { r in applied.map { r.offset >= $0 } ?? true }, into: &buffer)
+            held.withLock { $0[txn.lane, default: []] += buffer }
+            return
         }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(records.count * 64)
+        encode(records, into: &buffer)
+        try file.withLock { f in try append(buffer, to: &f) }
+    }
+
+    private func append(_ buffer: [UInt8], to f: inout Open) throws {
+        if shouldRotate(f) { try rotate(&f) }
+        guard let h = f.handle else { throw ComponentError(component: id, "\(path) is closed") }
+        do {
+            try h.write(contentsOf: buffer)
+            f.size += Int64(buffer.count)
+        } catch {
+            throw ComponentError(component: id, "cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    private static func laneKey(_ lane: SourceLane) -> String { "\(lane.topic ?? "")/\(lane.partition)" }
+
+    func appliedOffset(_ lane: SourceLane) async throws -> Int64? {
+        file.withLock { $0.offsets[Self.laneKey(lane)] }
+    }
+
+    func commit(_ lane: SourceLane, next: Int64) async throws {
+        let bytes = held.withLock { $0.removeValue(forKey: lane) ?? [] }
+        try file.withLock { f in
+            try append(bytes, to: &f)
+            do { try f.handle?.synchronize() } catch { throw ComponentError(component: id, "cannot sync \(path): \(error.localizedDescription)") }
+            f.offsets[Self.laneKey(lane)] = next
+            try writeManifest(f)
+        }
+    }
+
+    func abort(_ lane: SourceLane) async {
+        held.withLock { $0[lane] = nil }
+    }
+
+    /// Replaces the manifest atomically: temporary file, fsync, rename, fsync of the directory.
+    private func writeManifest(_ f: Open) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let data: Data
+        do { data = try encoder.encode(Manifest(size: f.size, offsets: f.offsets)) } catch { throw ComponentError(component: id, "cannot encode the manifest: \(error)") }
+        let tmp = manifestPath + ".tmp"
+        let fd = Foundation.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ComponentError(component: id, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        Foundation.close(fd)
+        guard written == data.count, synced, rename(tmp, manifestPath) == 0 else {
+            throw ComponentError(component: id, "cannot write \(manifestPath): \(String(cString: strerror(errno)))")
+        }
+        let dir = (manifestPath as NSString).deletingLastPathComponent
+        let dfd = Foundation.open(dir.isEmpty ? "." : dir, O_RDONLY)
+        if dfd >= 0 { _ = fsync(dfd); Foundation.close(dfd) }
     }
 
     /// The first byte of a JSON text (an object, array, string, number, true, false, null).
@@ -190,20 +313,20 @@ final class FileSink: Sink {
         let dir = url.deletingLastPathComponent().path
         let ext = url.pathExtension
         let stem = url.deletingPathExtension().lastPathComponent
-        let existing = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        var next = 1
-        for name in existing where name.hasPrefix(stem + "-") {
-            var rest = name.dropFirst(stem.count + 1)
-            if !ext.isEmpty { guard rest.hasSuffix("." + ext) else { continue }; rest = rest.dropLast(ext.count + 1) }
-            if let n = Int(rest) { next = max(next, n + 1) }
-        }
+        let next = (Self.rotatedFiles(path).last?.n ?? 0) + 1
         let target = dir + "/" + stem + "-\(next)" + (ext.isEmpty ? "" : "." + ext)
         guard rename(path, target) == 0 else {
             throw ComponentError(component: id, "cannot rotate \(path) to \(target): \(String(cString: strerror(errno)))")
         }
         let dfd = Foundation.open(dir, O_RDONLY)
         if dfd >= 0 { _ = fsync(dfd); Foundation.close(dfd) }
+        let offsets = f.offsets
         f = try Self.open(path, id: id, columns: columns, format: format)
+        f.offsets = offsets
+        if exactlyOnce {
+            try f.handle?.synchronize()
+            try writeManifest(f)
+        }
     }
 
     func flush() async throws {
