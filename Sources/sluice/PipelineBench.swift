@@ -19,6 +19,7 @@ struct PipelineBench: AsyncParsableCommand {
     @Option(name: .customLong("bytewax-script"), help: "The Bytewax job to compare with.") var bytewaxScript: String = "scripts/bench/bytewax_etl.py"
     @Option(name: .customLong("bytewax-records"), help: "Records for the Bytewax run (it is slower; its rate is what is compared).") var bytewaxRecords: Int = 1_000_000
     @Option(help: "Predicates for the expression benchmark.") var predicates: Int = 50_000_000
+    @Option(help: "at-least-once: the job, Bytewax and expressions; exactly-once: the job at-least-once and then exactly-once on the same input, as a ratio.") var guarantee: String = "at-least-once"
 
     func run() async throws {
         LoggingBootstrap.once(level: .warning)
@@ -44,28 +45,17 @@ struct PipelineBench: AsyncParsableCommand {
         }
         if !chunk.isEmpty { _ = try await producer.send(batch: chunk) }
 
-        let yaml = """
-        name: bench
-        topics:
-          bench-in: { partitions: \(partitions) }
-          bench-out: { partitions: \(partitions) }
-        sources:
-          in: { type: topic, topic: bench-in, group: bench, batch_records: 5000 }
-        transforms:
-          parse: { type: json, inputs: [in] }
-          big: { type: filter, inputs: [parse], where: "amount > 50" }
-          tag: { type: map, inputs: [big], set: { cents: "amount * 100" } }
-        sinks:
-          out: { type: topic, inputs: [tag], topic: bench-out }
-        """
-        let pipeline = try PipelineLoader(environment: [:]).load(text: yaml, file: "bench.yaml")
-        let runner = PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true))
-        let t0 = monotonicNanos()
-        try await runner.run()
-        let seconds = Double(monotonicNanos() - t0) / 1e9
-        let rate = Double(records) / seconds
-        let written = runner.counts["out"] ?? 0
+        guard ["at-least-once", "exactly-once"].contains(guarantee) else { throw ValidationError("--guarantee must be at-least-once or exactly-once") }
+        let (rate, written, seconds) = try await job(broker, guarantee: "at-least-once", suffix: "")
         emit(String(format: "sluice  topic → json → filter → map → topic (at-least-once): %.0f records/s (%d in, %d out, %.2f s, batches of 5000)", rate, records, written, seconds))
+        if guarantee == "exactly-once" {
+            let (eos, eosWritten, eosSeconds) = try await job(broker, guarantee: "exactly-once", suffix: "-eos")
+            let onDisk = Double(avg + 12)
+            emit(String(format: "sluice  same job (exactly-once): %.0f records/s (%d in, %d out, %.2f s); one transaction per lane per poll of up to 4 MiB (about %.0f input records)", eos, records, eosWritten, eosSeconds, 4 * 1_048_576 / onDisk))
+            emit(String(format: "ratio   exactly-once / at-least-once: %.0f%%", eos / rate * 100))
+            await broker.close()
+            return
+        }
         await broker.close()
 
         // The same job in Bytewax, file to file.
@@ -79,6 +69,31 @@ struct PipelineBench: AsyncParsableCommand {
 
         let expr = ExpressionBenchmark.run(predicates: predicates)
         emit(String(format: "expressions `amount > 50 and status == \"paid\"` and `amount > 50` over parsed records: %.0f predicates/s (checksum %d)", expr.perSecond, expr.checksum))
+    }
+
+    /// Runs the job over the whole input with its own group and output topic; returns its rate.
+    private func job(_ broker: EmbeddedBroker, guarantee: String, suffix: String) async throws -> (rate: Double, written: Int, seconds: Double) {
+        let yaml = """
+        name: bench\(suffix)
+        guarantee: \(guarantee)
+        topics:
+          bench-in: { partitions: \(partitions) }
+          bench-out\(suffix): { partitions: \(partitions) }
+        sources:
+          in: { type: topic, topic: bench-in, group: bench\(suffix), batch_records: 5000 }
+        transforms:
+          parse: { type: json, inputs: [in] }
+          big: { type: filter, inputs: [parse], where: "amount > 50" }
+          tag: { type: map, inputs: [big], set: { cents: "amount * 100" } }
+        sinks:
+          out: { type: topic, inputs: [tag], topic: bench-out\(suffix) }
+        """
+        let pipeline = try PipelineLoader(environment: [:]).load(text: yaml, file: "bench.yaml")
+        let runner = PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true))
+        let t0 = monotonicNanos()
+        try await runner.run()
+        let seconds = Double(monotonicNanos() - t0) / 1e9
+        return (Double(records) / seconds, runner.counts["out"] ?? 0, seconds)
     }
 
     /// Seconds the Bytewax job took, or nil (with a note) when it cannot run here.

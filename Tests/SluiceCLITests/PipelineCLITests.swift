@@ -29,7 +29,7 @@ import Testing
     @Test func validateAcceptsTheExamples() throws {
         let r = try Sluice.run(["validate", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("ok: 3 pipelines, "))
+        #expect(r.stdout.hasPrefix("ok: 4 pipelines, "))
         // The pipeline files' test cases are checked too.
         let t = try Sluice.run(["test", Self.repo + "/pipelines"])
         #expect(t.status == 0)
@@ -38,7 +38,7 @@ import Testing
     @Test func sluiceTestRunsTheExamplesCasesAndReportsAFailingOne() throws {
         var r = try Sluice.run(["test", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdoutLines.last == "test cases: 5 passed, 0 failed")
+        #expect(r.stdoutLines.last == "test cases: 6 passed, 0 failed")
         #expect(r.stdoutLines.contains("✔ quickstart: big orders are enriched and keyed, small ones dropped"))
         let file = scratch.path + "/doubler.yaml"
         try """
@@ -95,6 +95,16 @@ import Testing
         let large = try Sluice.run(["consume", "orders-large"], data: data).stdoutLines
         let small = try Sluice.run(["consume", "orders-small"], data: data).stdoutLines
         #expect(large.count + small.count == archived.count)
+        // The exactly-once ledger, run twice: the second run finds nothing new to write.
+        let db = scratch.path + "/ledger.db"
+        for _ in 0..<2 {
+            r = try Sluice.run(["run", "--quiet", "--drain", Self.repo + "/pipelines/ledger.yaml"], data: data, shellPrefix: "export LEDGER_DB=\(db)")
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let copies = try Sluice.run(["consume", "orders-ledger", "--isolation", "read_committed"], data: data).stdoutLines
+        #expect(copies.count == archived.count)
+        let rows = try Sluice.run(["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*), count(distinct id) from orders').fetchone())", db], binary: "/usr/bin/env")
+        #expect(rows.stdout == "(\(archived.count), \(archived.count))\n", "\(rows.stderr)")
     }
 }
 
