@@ -198,3 +198,39 @@ private func input(_ broker: EmbeddedBroker, partitions: Int32, count: Int, keys
         }
     }
 }
+
+@Suite(.serialized) struct ExactlyOnceStateTests {
+    @Test func dedupeStateSurvivesARestartThroughItsChangelog() async throws {
+        try await withBroker { broker, _ in
+            let input = try broker.createTopic("input", partitions: 2)
+            let producer = try await Producer(broker: broker)
+            func send(_ ids: [Int]) async throws {
+                _ = try await producer.send(batch: ids.map { ProducerRecord(topic: input, key: Array("k\($0 % 4)".utf8), value: Array("{\"id\":\($0)}".utf8)) })
+            }
+            let text = """
+            name: uniq
+            guarantee: exactly-once
+            topics:
+              input: { partitions: 2 }
+              output: {}
+            sources:
+              in: { type: topic, topic: input }
+            transforms:
+              p: { type: json, inputs: [in] }
+              d: { type: dedupe, inputs: [p], key: id, window: 1h }
+            sinks:
+              t: { type: topic, inputs: [d], topic: output }
+            """
+            let pipeline = try PipelineLoader(environment: [:]).load(text: text, file: "uniq.yaml")
+            try await send(Array(0..<20) + [3, 7])
+            try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run()
+            #expect(try topicValues(broker, "output").count == 20)
+            // A new runner (a restarted worker) remembers the keys through the changelog.
+            try await send([5, 6, 20, 21, 5])
+            try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run()
+            let ids = try topicValues(broker, "output").map { try JSONSerialization.jsonObject(with: Data($0.value.utf8)) as! [String: Int] }.map { $0["id"]! }
+            #expect(ids.sorted() == Array(0..<22))
+            #expect(try topicValues(broker, "uniq.d.changelog").count == 22)
+        }
+    }
+}

@@ -2,8 +2,9 @@
 """Chaos run: SIGKILLs `sluice run` at random moments until its input is drained, then checks.
 
 Input: a 4-partition topic of N keyed records {"id", "key", "seq"} (K keys, a per-key
-sequence number). Three pipelines run in one `sluice run` process: topic -> map -> topic,
-topic -> map -> sqlite and topic -> map -> file (JSON lines), with the chosen guarantee. A throttle keeps processing slow enough
+sequence number), plus late copies of some records that a dedupe must drop. Three pipelines
+run in one `sluice run` process: topic -> dedupe -> map -> topic, -> sqlite and -> file (JSON
+lines), with the chosen guarantee. A throttle keeps processing slow enough
 that every kill lands while records are in flight. After at least --kills kills the process
 is left to drain the input, and check_exactly_once.py judges the outputs.
 
@@ -30,7 +31,8 @@ sources:
   in: {{ type: topic, topic: input, fetch_bytes: 16KiB, batch_records: 200 }}
 transforms:
   parse: {{ type: json, inputs: [in] }}
-  slow: {{ type: throttle, inputs: [parse], rate: {rate} }}
+  once: {{ type: dedupe, inputs: [parse], key: id, count: 1000000 }}
+  slow: {{ type: throttle, inputs: [once], rate: {rate} }}
   m: {{ type: map, inputs: [slow], set: {{ doubled: "seq * 2" }} }}
 sinks:
 {sink}
@@ -59,7 +61,17 @@ def main():
         return subprocess.run([a.sluice, *args, "--data", data], check=True, **kw)
 
     sluice("topic", "create", "input", "--partitions", "4", capture_output=True)
-    lines = "".join(json.dumps({"id": i, "key": f"k{i % a.keys}", "seq": i // a.keys}) + "\n" for i in range(a.records))
+    # Every 20th record from 5,000 on is followed by a late copy of the record 5,000 before it
+    # (same key, so same partition): the pipelines' dedupe must drop these copies, across
+    # restarts too.
+    def record(i):
+        return json.dumps({"id": i, "key": f"k{i % a.keys}", "seq": i // a.keys}) + "\n"
+    parts = []
+    for i in range(a.records):
+        parts.append(record(i))
+        if i >= 5000 and i % 20 == 0:
+            parts.append(record(i - 5000))
+    lines = "".join(parts)
     sluice("produce", "input", "--key-field", "key", input=lines, text=True, capture_output=True)
 
     files = []

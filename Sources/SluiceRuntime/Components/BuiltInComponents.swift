@@ -87,14 +87,22 @@ public enum BuiltInComponents {
         ]) { config, _ in
             .transform(KeyTransform(id: config.id, key: config.expression("key")!))
         },
-        ComponentSpec(kind: .transform, type: "dedupe", summary: "Drops records whose key was already seen within a time window and/or among the last N keys (state shared by all lanes, kept in memory).", fields: [
+        ComponentSpec(kind: .transform, type: "dedupe", summary: "Drops records whose key was already seen within a time window and/or among the last N keys (state shared by all lanes, in memory; under exactly-once also in the changelog topic `<pipeline>.<id>.changelog`, written in each lane's transaction and read back on start).", fields: [
             FieldSpec("key", .expression, required: true, "What makes two records duplicates, e.g. order_id."),
             FieldSpec("window", .duration, "How long a key is remembered, e.g. 10m."),
             FieldSpec("count", .int, "How many distinct keys are remembered."),
-        ]) { config, _ in
+        ]) { config, context in
             let window = config.milliseconds("window"), count = config.int("count")
             guard window != nil || count != nil else { throw ComponentError(component: config.id, "dedupe needs a window, a count, or both") }
-            return .transform(DedupeTransform(id: config.id, key: config.expression("key")!, windowMs: window, capacity: count.map { Int($0) }))
+            var changelog: (broker: EmbeddedBroker, topic: TopicName)?
+            if context.guarantee == .exactlyOnce, let broker = context.broker {
+                let name = try TopicName("\(config.pipelineName).\(config.id).changelog")
+                if !broker.topics.exists(name) {
+                    do { try broker.topics.create(name, config: TopicConfig(partitions: 1, retentionMs: window.map { max($0 * 2, 60_000) } ?? -1)) } catch let e as BrokerError where e.code == .topicExists {}
+                }
+                changelog = (broker, name)
+            }
+            return .transform(DedupeTransform(id: config.id, key: config.expression("key")!, windowMs: window, capacity: count.map { Int($0) }, changelog: changelog))
         },
         ComponentSpec(kind: .transform, type: "throttle", summary: "Passes at most `rate` records per second; a lane that is ahead waits (backpressure, nothing dropped).", fields: [
             FieldSpec("rate", .int, required: true, "Records per second."),

@@ -1,29 +1,127 @@
-// dedupe and throttle: transforms that keep state across batches and lanes (behind a mutex).
+// dedupe, throttle and batch: transforms that keep state across batches and lanes (behind a mutex).
 import Foundation
+import SluiceBroker
 import SluiceLog
 import Synchronization
 
 /// Drops records whose key (an expression) was seen within the window: `window` (time) or
 /// `count` (the last N distinct keys), or both.
+///
+/// Under exactly-once the state is also kept in a changelog topic
+/// (`<pipeline>.<id>.changelog`): each new key is written there inside the lane's transaction,
+/// with the source position of the record that introduced it, and the state is rebuilt from
+/// the committed changelog before any lane runs. A record replayed after a crash is
+/// recognised by that position and kept, so its outputs are not lost to its own earlier
+/// (aborted or partly applied) processing.
 final class DedupeTransform: Transform {
     let id: String
     let key: CompiledExpression
     let windowMs: Int64?
     let capacity: Int?
+    let changelog: (broker: EmbeddedBroker, topic: TopicName)?
+
+    /// The record that first brought a key in.
+    struct Origin: Hashable {
+        var topic: String
+        var partition: Int32
+        var offset: Int64
+    }
+
+    private struct Entry {
+        var time: Int64
+        var origin: Origin?
+    }
 
     private struct State {
-        var seen: [Value: Int64] = [:]   // key -> time last seen
+        var seen: [Value: Entry] = [:]
         var order: [(Value, Int64)] = []  // insertion order, for expiry and eviction
         var head = 0
+
+        mutating func insert(_ k: Value, _ entry: Entry, capacity: Int?) {
+            seen[k] = entry
+            order.append((k, entry.time))
+            if let capacity {
+                while seen.count > capacity, head < order.count {
+                    let (old, t) = order[head]
+                    if seen[old]?.time == t { seen[old] = nil }
+                    head += 1
+                }
+            }
+        }
+
+        mutating func expire(now: Int64, windowMs: Int64?) {
+            if let windowMs {
+                while head < order.count, now - order[head].1 > windowMs {
+                    let (k, t) = order[head]
+                    if seen[k]?.time == t { seen[k] = nil }
+                    head += 1
+                }
+            }
+            if head > 4096 && head * 2 > order.count {
+                order.removeFirst(head)
+                head = 0
+            }
+        }
     }
 
     private let state = Mutex(State())
 
-    init(id: String, key: CompiledExpression, windowMs: Int64?, capacity: Int?) {
+    init(id: String, key: CompiledExpression, windowMs: Int64?, capacity: Int?, changelog: (broker: EmbeddedBroker, topic: TopicName)? = nil) {
         self.id = id
         self.key = key
         self.windowMs = windowMs
         self.capacity = capacity
+        self.changelog = changelog
+    }
+
+    /// The one restore, started by the first lane that needs the state.
+    private let restoring = Mutex<Task<Void, any Error>?>(nil)
+
+    /// Restores the state once, before the first record is judged. It runs when the first lane
+    /// has its transactional producer — by then the lanes of a killed predecessor are fenced
+    /// and their open transactions aborted — and waits (up to 30 s) for transactions still
+    /// open in the changelog to end, so nothing committed after them is missed.
+    private func ensureRestored() async throws {
+        let task = restoring.withLock { t -> Task<Void, any Error> in
+            if let t { return t }
+            let task = Task {
+                guard let (broker, topic) = self.changelog else { return }
+                let h = try broker.partition(TopicPartition(topic, 0))
+                let end = h.highWatermark
+                let deadline = ContinuousClock.now + .seconds(30)
+                while h.lastStableOffset < end && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try self.restore()
+            }
+            t = task
+            return task
+        }
+        try await task.value
+    }
+
+    /// Rebuilds the state from the committed changelog.
+    func restore() throws {
+        guard let (broker, topic) = changelog else { return }
+        let h = try broker.partition(TopicPartition(topic, 0))
+        var offset = h.logStartOffset
+        var entries: [(Value, Entry)] = []
+        while true {
+            let d = try h.read(from: offset, maxBytes: 1 << 20, isolation: .readCommitted)
+            if d.isEmpty { break }
+            try d.forEachRecord(from: offset) { r in
+                guard let k = r.key, let v = r.value,
+                      let key = try? JSON.parse(UnsafeRawBufferPointer(k)), let o = try? JSON.parse(UnsafeRawBufferPointer(v)),
+                      case .int(let t)? = o["t"], case .string(let topic)? = o["topic"], case .int(let p)? = o["p"], case .int(let off)? = o["o"] else { return }
+                entries.append((key, Entry(time: t, origin: Origin(topic: topic, partition: Int32(p), offset: off))))
+            }
+            offset = d.nextOffset
+        }
+        let now = currentTimeMillis()
+        state.withLock { s in
+            for (k, e) in entries { s.insert(k, e, capacity: capacity) }
+            s.expire(now: now, windowMs: windowMs)
+        }
     }
 
     func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
@@ -35,39 +133,39 @@ final class DedupeTransform: Transform {
                 output.fail(r, component: id, "key: \(e.message)")
             }
         }
+        let txn = changelog == nil ? nil : LaneTransaction.current
+        if txn != nil { try await ensureRestored() }
         let now = currentTimeMillis()
+        var added: [(Value, Origin)] = []
         let keep: [Bool] = state.withLock { s in
-            // Expire by age, then by count.
-            if let windowMs {
-                while s.head < s.order.count, now - s.order[s.head].1 > windowMs {
-                    let (k, t) = s.order[s.head]
-                    if s.seen[k] == t { s.seen[k] = nil }
-                    s.head += 1
-                }
-            }
+            s.expire(now: now, windowMs: windowMs)
             var out: [Bool] = []
-            for k in keys {
+            out.reserveCapacity(keys.count)
+            for (r, k) in zip(records, keys) {
                 guard let k else { out.append(false); continue }
-                if let t = s.seen[k], windowMs.map({ now - t <= $0 }) ?? true {
-                    out.append(false)
+                let origin = txn != nil ? Origin(topic: r.topic ?? "", partition: r.partition, offset: r.offset) : nil
+                if let e = s.seen[k], windowMs.map({ now - e.time <= $0 }) ?? true {
+                    // A replay of the record that brought the key in is not a duplicate.
+                    out.append(origin != nil && e.origin == origin)
                     continue
                 }
-                s.seen[k] = now
-                s.order.append((k, now))
-                if let capacity {
-                    while s.seen.count > capacity, s.head < s.order.count {
-                        let (old, t) = s.order[s.head]
-                        if s.seen[old] == t { s.seen[old] = nil }
-                        s.head += 1
-                    }
-                }
+                s.insert(k, Entry(time: now, origin: origin), capacity: capacity)
+                if let origin { added.append((k, origin)) }
                 out.append(true)
             }
-            if s.head > 4096 && s.head * 2 > s.order.count {
-                s.order.removeFirst(s.head)
-                s.head = 0
-            }
             return out
+        }
+        if let txn, let (_, topic) = changelog, !added.isEmpty {
+            var builder = RecordBatchBuilder(capacity: added.count * 64 + 128)
+            for (k, o) in added {
+                var entry = ValueObject()
+                entry["t"] = .int(now)
+                entry["topic"] = .string(o.topic)
+                entry["p"] = .int(Int64(o.partition))
+                entry["o"] = .int(o.offset)
+                builder.append(key: JSON.serialize(k), value: JSON.serialize(.object(entry)), timestamp: now, headers: [])
+            }
+            _ = try await txn.producer.send(&builder, to: TopicPartition(topic, 0))
         }
         for (r, k) in zip(records, keep) where k { output.out.append(r) }
     }

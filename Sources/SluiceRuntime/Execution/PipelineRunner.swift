@@ -284,7 +284,12 @@ public final class PipelineRunner: Sendable {
         let transactionalId = "\(pipeline.name)/\(group)/\(tp.topic)/\(tp.partition)"
         let producer = try await Producer(broker: broker, config: ProducerConfig(transactionalId: transactionalId))
         // Read after the fence: an older owner can no longer commit.
-        let committed = await broker.groups.committedOffsets(groupId: group)[tp]?.offset
+        var committed = await broker.groups.committedOffsets(groupId: group)[tp]?.offset
+        // Never committed: the transactional effects start where the consumer starts (the log
+        // start for `start: earliest`), below anything an external sink stored.
+        if committed == nil && graph.hasTopicSinks && consumer.config.autoOffsetReset == .earliest {
+            committed = try broker.partition(tp).logStartOffset
+        }
         var start: Int64? = graph.hasTopicSinks || graph.exactlyOnceSinks.isEmpty ? committed : nil
         for sink in graph.exactlyOnceSinks {
             if let applied = try await sink.appliedOffset(lane) ?? committed { start = min(start ?? applied, applied) }
@@ -386,6 +391,7 @@ struct Graph: Sendable {
 
     /// Sinks that store their own source offsets (SQLite).
     let exactlyOnceSinks: [any ExactlyOnceSink]
+    /// True when part of the output is committed in the lanes' Kafka transactions.
     let hasTopicSinks: Bool
 
     /// Transforms that hold records across batches, in topological order.
@@ -399,7 +405,12 @@ struct Graph: Sendable {
             if case .sink(let s)? = built[node.id] { return s as? any ExactlyOnceSink }
             return nil
         }
-        hasTopicSinks = pipeline.sinks.contains { $0.type == "topic" }
+        // Effects committed in the lane's Kafka transaction: topic sinks and changelogs of
+        // stateful transforms. Where there are any, the group's offset marks how far they got.
+        hasTopicSinks = pipeline.sinks.contains { $0.type == "topic" } || pipeline.nodes.contains { node in
+            if case .transform(let t)? = built[node.id], let d = t as? DedupeTransform { return d.changelog != nil }
+            return false
+        }
         buffering = pipeline.nodes.compactMap { node in
             if case .transform(let t)? = built[node.id], let b = t as? any BufferingTransform { return (node.id, b) }
             return nil
