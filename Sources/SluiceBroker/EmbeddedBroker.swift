@@ -100,6 +100,14 @@ public final class EmbeddedBroker: Sendable {
         return topic
     }
 
+    /// Deletes a topic and forgets its open partition handles.
+    public func deleteTopic(_ name: TopicName) throws {
+        _ = handles.withLock { table in
+            for tp in table.keys where tp.topic == name { table[tp] = nil }
+        }
+        try topics.delete(name)
+    }
+
     /// Grows a topic's partition count; groups consuming it rebalance.
     public func addPartitions(_ topic: TopicName, total: Int32) async throws {
         try topics.addPartitions(topic, total: total)
@@ -115,6 +123,23 @@ public final class EmbeddedBroker: Sendable {
             data = try handle.read(from: offset, maxBytes: maxBytes, isolation: isolation)
         }
         return data
+    }
+
+    /// Waits until any of `positions` (partition, offset) has data past its offset for
+    /// `isolation`, or `deadline` passes (a wire Fetch's long poll over several partitions).
+    public func waitForData(_ positions: [(TopicPartition, Int64)], isolation: IsolationLevel, until deadline: ContinuousClock.Instant) async {
+        let wake = AppendNotifier()
+        var handles: [(PartitionHandle, Int64, UInt64)] = []
+        for (tp, offset) in positions {
+            guard let h = try? partition(tp) else { continue }
+            handles.append((h, offset, h.log.addAppendListener { _ in wake.signal() }))
+        }
+        defer { for (h, _, token) in handles { h.log.removeAppendListener(token) } }
+        while ContinuousClock.now < deadline {
+            let ticket = wake.ticket()
+            for (h, offset, _) in handles where (isolation == .readCommitted ? h.lastStableOffset : h.highWatermark) > offset { return }
+            await wake.wait(ticket, until: deadline)
+        }
     }
 
     // MARK: Offsets

@@ -1,0 +1,94 @@
+// The Kafka APIs this listener implements, with the versions it accepts. ApiVersions
+// advertises exactly these ranges; a client picks the highest version both sides know.
+
+public enum ApiKey: Int16, Sendable, CaseIterable {
+    case produce = 0
+    case fetch = 1
+    case listOffsets = 2
+    case metadata = 3
+    case offsetCommit = 8
+    case offsetFetch = 9
+    case findCoordinator = 10
+    case joinGroup = 11
+    case heartbeat = 12
+    case leaveGroup = 13
+    case syncGroup = 14
+    case describeGroups = 15
+    case listGroups = 16
+    case apiVersions = 18
+    case createTopics = 19
+    case deleteTopics = 20
+    case initProducerId = 22
+
+    /// Versions accepted.
+    public var versions: ClosedRange<Int16> {
+        switch self {
+        case .produce: 3...8
+        case .fetch: 4...11
+        case .listOffsets: 1...5
+        case .metadata: 0...8
+        case .offsetCommit: 2...7
+        case .offsetFetch: 1...5
+        case .findCoordinator: 0...2
+        case .joinGroup: 0...5
+        case .heartbeat: 0...3
+        case .leaveGroup: 0...2
+        case .syncGroup: 0...3
+        case .describeGroups: 0...4
+        case .listGroups: 0...2
+        case .apiVersions: 0...3
+        case .createTopics: 0...4
+        case .deleteTopics: 0...3
+        case .initProducerId: 0...1
+        }
+    }
+
+    /// The first version that uses flexible encodings (compact strings and arrays, tagged
+    /// fields, request header v2).
+    public var firstFlexibleVersion: Int16 {
+        switch self {
+        case .produce: 9
+        case .fetch: 12
+        case .listOffsets: 6
+        case .metadata: 9
+        case .offsetCommit: 8
+        case .offsetFetch: 6
+        case .findCoordinator: 3
+        case .joinGroup: 6
+        case .heartbeat: 4
+        case .leaveGroup: 4
+        case .syncGroup: 4
+        case .describeGroups: 5
+        case .listGroups: 3
+        case .apiVersions: 3
+        case .createTopics: 5
+        case .deleteTopics: 4
+        case .initProducerId: 2
+        }
+    }
+
+    public func isFlexible(_ version: Int16) -> Bool { version >= firstFlexibleVersion }
+}
+
+/// Kafka's error codes used here.
+public enum KafkaErrorCode {
+    public static let none: Int16 = 0
+    public static let unknownServerError: Int16 = -1
+    public static let offsetOutOfRange: Int16 = 1
+    public static let corruptMessage: Int16 = 2
+    public static let unknownTopicOrPartition: Int16 = 3
+    public static let invalidFetchSize: Int16 = 4
+    public static let notCoordinator: Int16 = 16
+    public static let invalidTopic: Int16 = 17
+    public static let recordListTooLarge: Int16 = 18
+    public static let invalidRequiredAcks: Int16 = 21
+    public static let unknownMemberId: Int16 = 25
+    public static let topicAlreadyExists: Int16 = 36
+    public static let invalidPartitions: Int16 = 37
+    public static let unsupportedVersion: Int16 = 35
+    public static let invalidRequest: Int16 = 42
+    public static let unsupportedForMessageFormat: Int16 = 43
+    public static let kafkaStorageError: Int16 = 56
+    public static let groupIdNotFound: Int16 = 69
+    public static let nonEmptyGroup: Int16 = 68
+}

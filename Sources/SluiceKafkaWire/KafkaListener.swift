@@ -1,0 +1,107 @@
+// The Kafka listener: SwiftNIO, length-prefixed frames, one request at a time per connection
+// (so responses leave in request order, as Kafka's do), many connections at once. A frame
+// over the size limit, a malformed request or an unknown API closes that connection with a
+// log line naming the peer; other connections are not affected.
+import Logging
+import NIOCore
+import NIOPosix
+import SluiceBroker
+
+/// Cuts the byte stream into frames; a size over the limit is an error (the connection closes).
+struct FrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    let maxBytes: Int
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return .needMoreData }
+        guard size >= 0, Int(size) <= maxBytes else {
+            throw ProtocolViolation(description: "a frame of \(size) bytes is over the \(maxBytes)-byte limit")
+        }
+        guard buffer.readableBytes >= 4 + Int(size) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(size))!))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// Closes a connection that has been idle for the configured time.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+public struct KafkaListener: Sendable {
+    public let handler: KafkaRequestHandler
+    public let host: String
+    public let port: Int
+    public let idleTimeout: TimeAmount
+    let logger: Logger
+
+    public init(handler: KafkaRequestHandler, host: String, port: Int, idleTimeout: TimeAmount = .minutes(10), logger: Logger) {
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+    }
+
+    /// Listens until the task is cancelled; `bound` is told the port (useful with port 0).
+    public func run(bound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        let maxBytes = handler.config.maxRequestBytes
+        let idle = idleTimeout
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
+                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxBytes: maxBytes)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        bound(server.channel.localAddress?.port ?? port)
+        logger.notice("kafka listener on \(host):\(server.channel.localAddress?.port ?? port)")
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { await self.serve(connection) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let peer = connection.channel.remoteAddress?.description ?? "an unknown peer"
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                for try await frame in inbound {
+                    let request = Array(frame.readableBytesView)
+                    do {
+                        if let response = try await handler.handle(request) {
+                            try await outbound.write(ByteBuffer(bytes: response))
+                        }
+                    } catch let v as ProtocolViolation {
+                        logger.warning("kafka: closing the connection from \(peer): \(v)")
+                        return
+                    }
+                }
+            }
+        } catch let v as ProtocolViolation {
+            logger.warning("kafka: closing the connection from \(peer): \(v)")
+        } catch {
+            logger.debug("kafka: connection from \(peer) ended: \(error)")
+        }
+    }
+}

@@ -1,0 +1,757 @@
+// Answers Kafka requests from the embedded broker: one frame in, one frame out (none for
+// acks=0 produces). Record batches travel as stored: produce appends the client's batch bytes
+// (validated, offsets assigned in place), fetch returns the log's bytes without re-encoding.
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceLog
+
+public struct KafkaListenerConfig: Sendable {
+    /// Host and port advertised in Metadata (what clients connect back to).
+    public var advertisedHost: String
+    public var advertisedPort: Int32
+    /// Largest request accepted; larger frames close the connection.
+    public var maxRequestBytes: Int = 100 << 20
+    /// Topics named in Metadata but missing are created with this many partitions (0: never).
+    public var autoCreatePartitions: Int32 = 1
+    public var clusterId = "sluice"
+
+    public init(advertisedHost: String, advertisedPort: Int32) {
+        self.advertisedHost = advertisedHost
+        self.advertisedPort = advertisedPort
+    }
+}
+
+public struct RequestHeader: Sendable {
+    public var apiKey: Int16
+    public var apiVersion: Int16
+    public var correlationId: Int32
+    public var clientId: String?
+}
+
+/// A request this listener cannot answer; the connection is closed with this reason.
+public struct ProtocolViolation: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+public final class KafkaRequestHandler: Sendable {
+    let broker: EmbeddedBroker
+    let config: KafkaListenerConfig
+    let logger: Logger
+    static let nodeId: Int32 = 0
+
+    public init(broker: EmbeddedBroker, config: KafkaListenerConfig, logger: Logger) {
+        self.broker = broker
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Parses the header; throws for unknown APIs and versions (except ApiVersions, which is
+    /// answered with UNSUPPORTED_VERSION as Kafka does, so the client can retry lower).
+    public static func header(_ frame: [UInt8]) throws -> (RequestHeader, KafkaReader) {
+        var r = KafkaReader(frame)
+        do {
+            let key = try r.int16(), version = try r.int16(), correlation = try r.int32()
+            let clientId = try r.nullableString()  // always an int16-length string
+            let header = RequestHeader(apiKey: key, apiVersion: version, correlationId: correlation, clientId: clientId)
+            if let api = ApiKey(rawValue: key), api.versions.contains(version), api.isFlexible(version) {
+                r.flexible = true
+                try r.taggedFields()
+            }
+            return (header, r)
+        } catch {
+            throw ProtocolViolation(description: "malformed request header: \(error)")
+        }
+    }
+
+    /// The response frame (size prefix included), or nil when none is sent (acks=0).
+    public func handle(_ frame: [UInt8]) async throws -> [UInt8]? {
+        let (header, body) = try Self.header(frame)
+        guard let api = ApiKey(rawValue: header.apiKey) else {
+            throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
+        }
+        if api == .apiVersions && !api.versions.contains(header.apiVersion) {
+            return frameResponse(header, flexibleHeader: false) { w in apiVersions(&w, version: 0, error: KafkaErrorCode.unsupportedVersion) }
+        }
+        guard api.versions.contains(header.apiVersion) else {
+            throw ProtocolViolation(description: "\(api) version \(header.apiVersion) is not supported (supported: \(api.versions.lowerBound)...\(api.versions.upperBound))")
+        }
+        let flexible = api.isFlexible(header.apiVersion)
+        var r = body
+        let v = header.apiVersion
+        do {
+            switch api {
+            case .apiVersions:
+                if v >= 3 { _ = try r.nullableString(); _ = try r.nullableString(); try r.taggedFields() }
+                // ApiVersions responses always use header v0.
+                return frameResponse(header, flexibleHeader: false) { w in apiVersions(&w, version: v, error: 0) }
+            case .metadata:
+                let body = try await metadata(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .produce:
+                guard let body = try await produce(&r, v) else { return nil }
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .fetch:
+                let body = try await fetch(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .listOffsets:
+                let body = try listOffsets(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .initProducerId:
+                let body = try await initProducerId(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .findCoordinator:
+                let body = try findCoordinator(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .joinGroup:
+                let body = try await joinGroup(&r, v, clientId: header.clientId ?? "")
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .syncGroup:
+                let body = try await syncGroup(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .heartbeat:
+                let body = try await heartbeat(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .leaveGroup:
+                let body = try await leaveGroup(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .offsetCommit:
+                let body = try await offsetCommit(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .offsetFetch:
+                let body = try await offsetFetch(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .describeGroups:
+                let body = try await describeGroups(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .listGroups:
+                let body = await listGroups(v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .createTopics:
+                let body = try await createTopics(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .deleteTopics:
+                let body = try await deleteTopics(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            }
+        } catch let e as WireError {
+            throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
+        }
+    }
+
+    private func frameResponse(_ header: RequestHeader, flexibleHeader: Bool, _ body: (inout KafkaWriter) -> Void) -> [UInt8] {
+        var w = KafkaWriter(capacity: 512)
+        w.int32(0)  // size, patched below
+        w.int32(header.correlationId)
+        if flexibleHeader { w.bytes.append(0) }  // response header v1: no tagged fields
+        body(&w)
+        let size = UInt32(w.bytes.count - 4)
+        w.bytes[0] = UInt8(size >> 24); w.bytes[1] = UInt8((size >> 16) & 0xff); w.bytes[2] = UInt8((size >> 8) & 0xff); w.bytes[3] = UInt8(size & 0xff)
+        return w.bytes
+    }
+
+    static func code(_ error: any Error) -> Int16 {
+        if let e = error as? BrokerError {
+            if let k = e.code.kafkaCode { return k }
+            switch e.code {
+            case .unknownTopic, .invalidPartition: return KafkaErrorCode.unknownTopicOrPartition
+            case .topicExists: return KafkaErrorCode.topicAlreadyExists
+            case .invalidTopicName: return KafkaErrorCode.invalidTopic
+            case .log: return KafkaErrorCode.kafkaStorageError
+            default: return KafkaErrorCode.unknownServerError
+            }
+        }
+        return KafkaErrorCode.unknownServerError
+    }
+
+    // MARK: ApiVersions
+
+    private func apiVersions(_ w: inout KafkaWriter, version: Int16, error: Int16) {
+        w.flexible = version >= 3
+        w.int16(error)
+        w.array(ApiKey.allCases) { w, api in
+            w.int16(api.rawValue)
+            w.int16(api.versions.lowerBound)
+            w.int16(api.versions.upperBound)
+            w.taggedFields()
+        }
+        if version >= 1 { w.int32(0) }  // throttle
+        w.taggedFields()
+    }
+
+    // MARK: Metadata
+
+    private func metadata(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let count = try r.arrayCount()
+        var requested: [String]?
+        if count >= 0 {
+            var names: [String] = []
+            for _ in 0..<count {
+                if v >= 10 { _ = try r.int64(); _ = try r.int64() }
+                names.append(try r.string())
+                try r.taggedFields()
+            }
+            requested = names
+        }
+        if v == 0 && requested?.isEmpty == true { requested = nil }  // v0: empty means all
+        let autoCreate = v >= 4 ? try r.bool() : true
+        var w = KafkaWriter(capacity: 1024)
+        if v >= 3 { w.int32(0) }
+        w.arrayCount(1)
+        w.int32(Self.nodeId)
+        w.string(config.advertisedHost)
+        w.int32(config.advertisedPort)
+        if v >= 1 { w.string(nil) }  // rack
+        if v >= 2 { w.string(config.clusterId) }
+        if v >= 1 { w.int32(Self.nodeId) }  // controller
+        var topics: [(String, Int16, Int32)] = []
+        if let requested {
+            for name in requested {
+                do {
+                    let topic = try TopicName(name)
+                    if !broker.topics.exists(topic) && autoCreate && config.autoCreatePartitions > 0 {
+                        do {
+                            try broker.topics.create(topic, config: TopicConfig(partitions: config.autoCreatePartitions))
+                            logger.info("created topic \(name) with \(config.autoCreatePartitions) partitions for a Metadata request")
+                        } catch let e as BrokerError where e.code == .topicExists {}
+                    }
+                    topics.append((name, 0, try broker.partitionCount(topic)))
+                } catch let e as BrokerError where e.code == .invalidTopicName {
+                    topics.append((name, KafkaErrorCode.invalidTopic, 0))
+                } catch {
+                    topics.append((name, Self.code(error), 0))
+                }
+            }
+        } else {
+            for topic in try broker.topics.list() {
+                topics.append((topic.rawValue, 0, (try? broker.partitionCount(topic)) ?? 0))
+            }
+        }
+        w.array(topics) { w, t in
+            w.int16(t.1)
+            w.string(t.0)
+            if v >= 1 { w.bool(t.0.hasPrefix("__")) }
+            w.array(0..<Int(t.2)) { w, p in
+                w.int16(0)
+                w.int32(Int32(p))
+                w.int32(Self.nodeId)
+                if v >= 7 { w.int32(0) }  // leader epoch
+                w.array([Self.nodeId]) { $0.int32($1) }
+                w.array([Self.nodeId]) { $0.int32($1) }
+                if v >= 5 { w.arrayCount(0) }  // offline replicas
+            }
+            if v >= 8 { w.int32(Int32.min) }  // authorized operations: not computed
+        }
+        if v >= 8 { w.int32(Int32.min) }
+        return w
+    }
+
+    // MARK: Produce
+
+    private func produce(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter? {
+        let transactionalId = try r.nullableString()
+        let acks = try r.int16()
+        _ = try r.int32()  // timeout
+        struct PartitionResult { var index: Int32; var error: Int16; var baseOffset: Int64; var logStart: Int64; var message: String? }
+        var results: [(String, [PartitionResult])] = []
+        var durable: [(PartitionHandle, Int64)] = []
+        let topicCount = try r.arrayCount()
+        for _ in 0..<max(0, topicCount) {
+            let name = try r.string()
+            var parts: [PartitionResult] = []
+            let partitionCount = try r.arrayCount()
+            for _ in 0..<max(0, partitionCount) {
+                let index = try r.int32()
+                let records = try r.nullableBytes()
+                var result = PartitionResult(index: index, error: 0, baseOffset: -1, logStart: -1, message: nil)
+                guard acks == 0 || acks == 1 || acks == -1 else {
+                    result.error = KafkaErrorCode.invalidRequiredAcks
+                    parts.append(result)
+                    continue
+                }
+                do {
+                    let topic = try TopicName(name)
+                    let handle = try broker.partition(TopicPartition(topic, index))
+                    guard var bytes = records.map(Array.init), !bytes.isEmpty else { throw BrokerError(.log, "empty record set") }
+                    var at = 0
+                    var last: AppendResult?
+                    while at < bytes.count {
+                        guard bytes.count - at >= 17 else { throw BrokerError(.log, "a truncated batch header at byte \(at) of the record set") }
+                        let length = Int(UInt32(bytes[at + 8]) << 24 | UInt32(bytes[at + 9]) << 16 | UInt32(bytes[at + 10]) << 8 | UInt32(bytes[at + 11])) + 12
+                        let magic = bytes[at + 16]
+                        guard magic == 2 else {
+                            result.error = KafkaErrorCode.unsupportedForMessageFormat
+                            result.message = "message format v\(magic) is not supported; use a client that writes record batches (v2)"
+                            break
+                        }
+                        guard length >= 61, at + length <= bytes.count else { throw BrokerError(.log, "a batch of \(length) bytes at byte \(at) overruns the \(bytes.count)-byte record set") }
+                        let appended = try bytes.withUnsafeMutableBytes { buf in
+                            try handle.append(batch: UnsafeMutableRawBufferPointer(rebasing: buf[at..<at + length]))
+                        }
+                        if last == nil { result.baseOffset = appended.baseOffset }
+                        last = appended
+                        at += length
+                    }
+                    if let last { durable.append((handle, last.lastOffset)) }
+                    result.logStart = handle.logStartOffset
+                } catch let e as BrokerError {
+                    result.error = Self.code(e)
+                    if e.code == .log { result.error = KafkaErrorCode.corruptMessage }
+                    result.message = e.message
+                    logger.debug("produce to \(name)/\(index) refused: \(e.message)")
+                } catch {
+                    result.error = KafkaErrorCode.unknownServerError
+                    result.message = "\(error)"
+                }
+                parts.append(result)
+                try r.taggedFields()
+            }
+            try r.taggedFields()
+            results.append((name, parts))
+        }
+        _ = transactionalId
+        if acks == 0 { return nil }
+        // acks=all: answer once the records are durable under the topic's flush policy.
+        if acks == -1 {
+            for (handle, offset) in durable { try await handle.log.waitUntilDurable(offset) }
+        }
+        var w = KafkaWriter(capacity: 256)
+        w.array(results) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, p in
+                w.int32(p.index)
+                w.int16(p.error)
+                w.int64(p.baseOffset)
+                w.int64(-1)  // log append time: CreateTime topics
+                if v >= 5 { w.int64(p.logStart) }
+                if v >= 8 {
+                    w.arrayCount(0)
+                    w.string(p.message)
+                }
+            }
+        }
+        w.int32(0)  // throttle
+        return w
+    }
+
+    // MARK: Fetch
+
+    private func fetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        _ = try r.int32()  // replica
+        let maxWaitMs = try r.int32()
+        let minBytes = try r.int32()
+        let maxBytes = try r.int32()
+        let isolation: IsolationLevel = try r.int8() == 1 ? .readCommitted : .readUncommitted
+        if v >= 7 { _ = try r.int32(); _ = try r.int32() }  // fetch sessions: always full fetches
+        struct Wanted { var topic: String; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
+        var wanted: [Wanted] = []
+        let topicCount = try r.arrayCount()
+        for _ in 0..<max(0, topicCount) {
+            let topic = try r.string()
+            let partitionCount = try r.arrayCount()
+            for _ in 0..<max(0, partitionCount) {
+                let p = try r.int32()
+                if v >= 9 { _ = try r.int32() }
+                let offset = try r.int64()
+                if v >= 5 { _ = try r.int64() }
+                let max = try r.int32()
+                wanted.append(Wanted(topic: topic, partition: p, offset: offset, maxBytes: max))
+            }
+        }
+        enum Outcome { case data(FetchedData), error(Int16, hw: Int64, logStart: Int64) }
+        func readAll() -> (outcomes: [Outcome], bytes: Int) {
+            var total = 0
+            var out: [Outcome] = []
+            for f in wanted {
+                do {
+                    let tp = TopicPartition(try TopicName(f.topic), f.partition)
+                    let handle = try broker.partition(tp)
+                    let budget = Swift.max(0, Int(maxBytes) - total)
+                    let data = try handle.read(from: f.offset, maxBytes: total == 0 ? Int(f.maxBytes) : Swift.min(Int(f.maxBytes), budget), isolation: isolation)
+                    total += data.result.byteCount
+                    out.append(.data(data))
+                } catch {
+                    let handle = (try? TopicName(f.topic)).flatMap { try? broker.partition(TopicPartition($0, f.partition)) }
+                    out.append(.error(Self.code(error), hw: handle?.highWatermark ?? -1, logStart: handle?.logStartOffset ?? -1))
+                }
+            }
+            return (out, total)
+        }
+        var (outcomes, total) = readAll()
+        if total < Int(minBytes), maxWaitMs > 0, !wanted.isEmpty {
+            var positions: [(TopicPartition, Int64)] = []
+            for f in wanted { if let t = try? TopicName(f.topic) { positions.append((TopicPartition(t, f.partition), f.offset)) } }
+            await broker.waitForData(positions, isolation: isolation, until: .now + .milliseconds(Int64(maxWaitMs)))
+            (outcomes, total) = readAll()
+        }
+        var w = KafkaWriter(capacity: 256 + total)
+        w.int32(0)  // throttle
+        if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
+        // Group partitions by topic, keeping the request's order.
+        var order: [String] = []
+        var byTopic: [String: [(Wanted, Outcome)]] = [:]
+        for (f, o) in zip(wanted, outcomes) {
+            if byTopic[f.topic] == nil { order.append(f.topic) }
+            byTopic[f.topic, default: []].append((f, o))
+        }
+        w.array(order) { w, topic in
+            w.string(topic)
+            w.array(byTopic[topic]!) { w, item in
+                w.int32(item.0.partition)
+                switch item.1 {
+                case .data(let d):
+                    w.int16(0)
+                    w.int64(d.highWatermark)
+                    w.int64(d.lastStableOffset)
+                    if v >= 5 { w.int64(d.logStartOffset) }
+                    if isolation == .readCommitted {
+                        w.array(d.abortedTransactions) { w, a in w.int64(a.producerId); w.int64(a.firstOffset) }
+                    } else {
+                        w.arrayCount(-1)
+                    }
+                    if v >= 11 { w.int32(-1) }
+                    w.bytes(d.result.bytes[d.result.range])
+                case .error(let code, let hw, let logStart):
+                    w.int16(code)
+                    w.int64(hw)
+                    w.int64(hw)
+                    if v >= 5 { w.int64(logStart) }
+                    w.arrayCount(-1)
+                    if v >= 11 { w.int32(-1) }
+                    w.bytes([UInt8]())
+                }
+            }
+        }
+        return w
+    }
+
+    // MARK: ListOffsets
+
+    private func listOffsets(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
+        _ = try r.int32()  // replica
+        let isolation: IsolationLevel = v >= 2 ? (try r.int8() == 1 ? .readCommitted : .readUncommitted) : .readUncommitted
+        var w = KafkaWriter(capacity: 256)
+        if v >= 2 { w.int32(0) }
+        let topicCount = try r.arrayCount()
+        w.arrayCount(max(0, topicCount))
+        for _ in 0..<max(0, topicCount) {
+            let name = try r.string()
+            w.string(name)
+            let partitionCount = try r.arrayCount()
+            w.arrayCount(max(0, partitionCount))
+            for _ in 0..<max(0, partitionCount) {
+                let p = try r.int32()
+                if v >= 4 { _ = try r.int32() }
+                let timestamp = try r.int64()
+                w.int32(p)
+                do {
+                    let handle = try broker.partition(TopicPartition(try TopicName(name), p))
+                    let offset: Int64
+                    switch timestamp {
+                    case -1: offset = isolation == .readCommitted ? handle.lastStableOffset : handle.highWatermark  // latest
+                    case -2: offset = handle.logStartOffset  // earliest
+                    default: offset = ((try? handle.log.offset(forTimestamp: timestamp)) ?? nil) ?? -1
+                    }
+                    w.int16(0)
+                    w.int64(-1)
+                    w.int64(offset)
+                } catch {
+                    w.int16(Self.code(error))
+                    w.int64(-1)
+                    w.int64(-1)
+                }
+                if v >= 4 { w.int32(0) }
+            }
+        }
+        return w
+    }
+
+    // MARK: Producer ids
+
+    private func initProducerId(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let transactionalId = try r.nullableString()
+        let timeout = try r.int32()
+        var w = KafkaWriter()
+        w.int32(0)
+        do {
+            let (pid, epoch) = try await broker.transactions.initProducerId(transactionalId: transactionalId, timeoutMs: Int64(timeout))
+            w.int16(0); w.int64(pid); w.int16(epoch)
+        } catch {
+            w.int16(Self.code(error)); w.int64(-1); w.int16(-1)
+        }
+        return w
+    }
+
+    // MARK: Groups
+
+    private func findCoordinator(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
+        _ = try r.string()
+        if v >= 1 { _ = try r.int8() }
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        w.int16(0)
+        if v >= 1 { w.string(nil) }
+        w.int32(Self.nodeId)
+        w.string(config.advertisedHost)
+        w.int32(config.advertisedPort)
+        return w
+    }
+
+    private func joinGroup(_ r: inout KafkaReader, _ v: Int16, clientId: String) async throws -> KafkaWriter {
+        let group = try r.string()
+        let session = try r.int32()
+        let rebalance = v >= 1 ? try r.int32() : session
+        let member = try r.string()
+        let instance = v >= 5 ? try r.nullableString() : nil
+        let protocolType = try r.string()
+        let protocols = try r.array { (r: inout KafkaReader) throws(WireError) -> GroupProtocol in
+            GroupProtocol(name: try r.string(), metadata: Array(try r.nullableBytes() ?? []))
+        }
+        var w = KafkaWriter()
+        if v >= 2 { w.int32(0) }
+        do {
+            let resp = try await broker.groups.join(JoinGroupRequest(groupId: group, memberId: member, groupInstanceId: instance, clientId: clientId, sessionTimeoutMs: session, rebalanceTimeoutMs: rebalance, protocolType: protocolType, protocols: protocols))
+            w.int16(0)
+            w.int32(resp.generation)
+            w.string(resp.protocolName ?? "")
+            w.string(resp.leader)
+            w.string(resp.memberId)
+            w.array(resp.isLeader ? resp.members : []) { w, m in
+                w.string(m.memberId)
+                if v >= 5 { w.string(m.groupInstanceId) }
+                w.bytes(m.metadata)
+            }
+        } catch {
+            w.int16(Self.code(error)); w.int32(-1); w.string(""); w.string(""); w.string(member); w.arrayCount(0)
+        }
+        return w
+    }
+
+    private func syncGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let group = try r.string()
+        let generation = try r.int32()
+        let member = try r.string()
+        let instance = v >= 3 ? try r.nullableString() : nil
+        let assignments = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [UInt8]) in
+            (try r.string(), Array(try r.nullableBytes() ?? []))
+        }
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        do {
+            let assignment = try await broker.groups.sync(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, assignments: Dictionary(assignments, uniquingKeysWith: { a, _ in a }))
+            w.int16(0)
+            w.bytes(assignment)
+        } catch {
+            w.int16(Self.code(error))
+            w.bytes([UInt8]())
+        }
+        return w
+    }
+
+    private func heartbeat(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let group = try r.string()
+        let generation = try r.int32()
+        let member = try r.string()
+        let instance = v >= 3 ? try r.nullableString() : nil
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        do {
+            try await broker.groups.heartbeat(groupId: group, generation: generation, memberId: member, groupInstanceId: instance)
+            w.int16(0)
+        } catch {
+            w.int16(Self.code(error))
+        }
+        return w
+    }
+
+    private func leaveGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let group = try r.string()
+        let member = try r.string()
+        await broker.groups.leave(groupId: group, memberId: member)
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        w.int16(0)
+        return w
+    }
+
+    private func offsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let group = try r.string()
+        let generation = try r.int32()
+        let member = try r.string()
+        let instance = v >= 7 ? try r.nullableString() : nil
+        if v >= 2 && v <= 4 { _ = try r.int64() }  // retention
+        var offsets: [TopicPartition: CommittedOffset] = [:]
+        var layout: [(String, [Int32])] = []
+        var invalid: Set<String> = []
+        let topicCount = try r.arrayCount()
+        for _ in 0..<max(0, topicCount) {
+            let name = try r.string()
+            var ps: [Int32] = []
+            let partitionCount = try r.arrayCount()
+            for _ in 0..<max(0, partitionCount) {
+                let p = try r.int32()
+                let offset = try r.int64()
+                if v >= 6 { _ = try r.int32() }
+                let metadata = try r.nullableString() ?? ""
+                ps.append(p)
+                if let t = try? TopicName(name) { offsets[TopicPartition(t, p)] = CommittedOffset(offset: offset, metadata: metadata) } else { invalid.insert(name) }
+            }
+            layout.append((name, ps))
+        }
+        var failure: Int16 = 0
+        do {
+            try await broker.groups.commit(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, offsets: offsets)
+        } catch {
+            failure = Self.code(error)
+        }
+        var w = KafkaWriter()
+        if v >= 3 { w.int32(0) }
+        w.array(layout) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, p in
+                w.int32(p)
+                w.int16(invalid.contains(t.0) ? KafkaErrorCode.invalidTopic : failure)
+            }
+        }
+        return w
+    }
+
+    private func offsetFetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let group = try r.string()
+        let count = try r.arrayCount()
+        let committed = await broker.groups.committedOffsets(groupId: group)
+        var wanted: [(String, [Int32])] = []
+        if count >= 0 {
+            for _ in 0..<count {
+                let name = try r.string()
+                wanted.append((name, try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }))
+            }
+        } else {
+            // All of the group's committed offsets.
+            var byTopic: [String: [Int32]] = [:]
+            for tp in committed.keys.sorted() { byTopic[tp.topic.rawValue, default: []].append(tp.partition) }
+            wanted = byTopic.keys.sorted().map { ($0, byTopic[$0]!) }
+        }
+        var w = KafkaWriter()
+        if v >= 3 { w.int32(0) }
+        w.array(wanted) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, p in
+                let c = (try? TopicName(t.0)).flatMap { committed[TopicPartition($0, p)] }
+                w.int32(p)
+                w.int64(c?.offset ?? -1)
+                if v >= 5 { w.int32(-1) }
+                w.string(c?.metadata ?? "")
+                w.int16(0)
+            }
+        }
+        if v >= 2 { w.int16(0) }
+        return w
+    }
+
+    private func describeGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
+        if v >= 3 { _ = try r.bool() }
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        w.arrayCount(groups.count)
+        for g in groups {
+            let d = await broker.groups.describe(groupId: g)
+            w.int16(0)
+            w.string(g)
+            w.string(d?.state.rawValue ?? "Dead")
+            w.string(d?.protocolType ?? "")
+            w.string(d?.protocolName ?? "")
+            w.array(d?.members ?? []) { w, m in
+                w.string(m.memberId)
+                if v >= 4 { w.string(m.groupInstanceId) }
+                w.string(m.clientId)
+                w.string("/127.0.0.1")
+                w.bytes(m.metadata)
+                w.bytes(m.assignment)
+            }
+            if v >= 3 { w.int32(Int32.min) }
+        }
+        return w
+    }
+
+    private func listGroups(_ v: Int16) async -> KafkaWriter {
+        let groups = await broker.groups.listGroups()
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        w.int16(0)
+        w.array(groups) { w, g in
+            w.string(g.groupId)
+            w.string(g.protocolType)
+        }
+        return w
+    }
+
+    // MARK: Topics
+
+    private func createTopics(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        struct Wanted { var name: String; var partitions: Int32; var configs: [(String, String?)] }
+        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> Wanted in
+            let name = try r.string()
+            let partitions = try r.int32()
+            _ = try r.int16()  // replication factor
+            _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in
+                let p = try r.int32()
+                _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }
+                return p
+            }
+            let configs = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, String?) in (try r.string(), try r.nullableString()) }
+            return Wanted(name: name, partitions: partitions, configs: configs)
+        }
+        _ = try r.int32()  // timeout
+        let validateOnly = v >= 1 ? try r.bool() : false
+        var w = KafkaWriter()
+        if v >= 2 { w.int32(0) }
+        w.arrayCount(topics.count)
+        for t in topics {
+            w.string(t.name)
+            var code: Int16 = 0
+            var message: String?
+            do {
+                let name = try TopicName(t.name)
+                guard t.partitions != 0 else { throw BrokerError(.invalidPartition, "a topic needs at least one partition") }
+                var config = TopicConfig(partitions: t.partitions > 0 ? t.partitions : 1)
+                for (key, value) in t.configs {
+                    switch key {
+                    case "retention.ms": if let v = value.flatMap(Int64.init) { config.retentionMs = v }
+                    case "sluice.flush": if let v = value { config.flush = v }
+                    default: break  // other Kafka configs are accepted and ignored
+                    }
+                }
+                if !validateOnly {
+                    if broker.topics.exists(name) { throw BrokerError(.topicExists, "topic '\(t.name)' already exists") }
+                    try broker.topics.create(name, config: config)
+                }
+            } catch let e as BrokerError {
+                code = e.code == .invalidPartition ? KafkaErrorCode.invalidPartitions : Self.code(e)
+                message = e.message
+            }
+            w.int16(code)
+            if v >= 1 { w.string(message) }
+        }
+        return w
+    }
+
+    private func deleteTopics(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let names = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
+        _ = try r.int32()
+        var w = KafkaWriter()
+        if v >= 1 { w.int32(0) }
+        w.arrayCount(names.count)
+        for n in names {
+            w.string(n)
+            do {
+                try broker.deleteTopic(try TopicName(n))
+                w.int16(0)
+            } catch {
+                w.int16(Self.code(error))
+            }
+        }
+        return w
+    }
+}

@@ -1,0 +1,194 @@
+// Kafka's primitive types (https://kafka.apache.org/protocol#protocol_types): big-endian
+// integers, (unsigned) varints, strings and byte arrays with int16/int32 lengths, and in
+// flexible versions their compact forms (unsigned-varint length + 1) and tagged fields.
+// One reader and one writer serve every message; `flexible` picks the encodings.
+
+/// A malformed request: what was expected and where.
+public struct WireError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var position: Int
+    public var description: String { "\(message) at byte \(position)" }
+}
+
+public struct KafkaReader: Sendable {
+    public let bytes: [UInt8]
+    public private(set) var position: Int
+    public var flexible: Bool
+    public var remaining: Int { bytes.count - position }
+
+    public init(_ bytes: [UInt8], at position: Int = 0, flexible: Bool = false) {
+        self.bytes = bytes
+        self.position = position
+        self.flexible = flexible
+    }
+
+    private mutating func need(_ n: Int, _ what: StaticString) throws(WireError) {
+        guard n >= 0, remaining >= n else {
+            throw WireError(message: "truncated: \(what) needs \(n) bytes, \(remaining) left", position: position)
+        }
+    }
+
+    public mutating func int8() throws(WireError) -> Int8 {
+        try need(1, "an int8")
+        defer { position += 1 }
+        return Int8(bitPattern: bytes[position])
+    }
+
+    public mutating func bool() throws(WireError) -> Bool { try int8() != 0 }
+
+    public mutating func int16() throws(WireError) -> Int16 {
+        try need(2, "an int16")
+        defer { position += 2 }
+        return Int16(bitPattern: UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1]))
+    }
+
+    public mutating func int32() throws(WireError) -> Int32 {
+        try need(4, "an int32")
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(bytes[position + i]) }
+        position += 4
+        return Int32(bitPattern: v)
+    }
+
+    public mutating func int64() throws(WireError) -> Int64 {
+        try need(8, "an int64")
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(bytes[position + i]) }
+        position += 8
+        return Int64(bitPattern: v)
+    }
+
+    public mutating func uvarint() throws(WireError) -> UInt32 {
+        var v: UInt32 = 0
+        var shift: UInt32 = 0
+        while true {
+            try need(1, "a varint")
+            let b = bytes[position]
+            position += 1
+            guard shift <= 28 else { throw WireError(message: "varint longer than 5 bytes", position: position) }
+            v |= UInt32(b & 0x7f) << shift
+            if b & 0x80 == 0 { return v }
+            shift += 7
+        }
+    }
+
+    /// A length: int16/int32 in classic versions, uvarint-1 in flexible ones; -1 is null.
+    private mutating func length(classicInt32: Bool) throws(WireError) -> Int {
+        if flexible { return Int(try uvarint()) - 1 }
+        return classicInt32 ? Int(try int32()) : Int(try int16())
+    }
+
+    public mutating func nullableString() throws(WireError) -> String? {
+        let n = try length(classicInt32: false)
+        if n < 0 { return nil }
+        try need(n, "a string")
+        defer { position += n }
+        return String(decoding: bytes[position..<position + n], as: UTF8.self)
+    }
+
+    public mutating func string() throws(WireError) -> String {
+        let at = position
+        guard let s = try nullableString() else { throw WireError(message: "null where a string is required", position: at) }
+        return s
+    }
+
+    /// Bytes (records use this): int32 length classically, compact in flexible versions.
+    public mutating func nullableBytes() throws(WireError) -> ArraySlice<UInt8>? {
+        let n = try length(classicInt32: true)
+        if n < 0 { return nil }
+        try need(n, "bytes")
+        defer { position += n }
+        return bytes[position..<position + n]
+    }
+
+    /// An array's element count (-1: null). Counts are bounded by the bytes left, so a
+    /// hostile count cannot make a reader reserve memory it was not sent.
+    public mutating func arrayCount() throws(WireError) -> Int {
+        let at = position
+        let n = try length(classicInt32: true)
+        guard n <= remaining else { throw WireError(message: "array of \(n) elements in \(remaining) bytes", position: at) }
+        return n
+    }
+
+    public mutating func array<T>(_ element: (inout KafkaReader) throws(WireError) -> T) throws(WireError) -> [T] {
+        let n = try arrayCount()
+        guard n > 0 else { return [] }
+        var out: [T] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try element(&self)) }
+        return out
+    }
+
+    /// Skips the tagged fields of a flexible struct (none are understood here).
+    public mutating func taggedFields() throws(WireError) {
+        guard flexible else { return }
+        let count = try uvarint()
+        for _ in 0..<count {
+            _ = try uvarint()
+            let size = Int(try uvarint())
+            try need(size, "a tagged field")
+            position += size
+        }
+    }
+}
+
+public struct KafkaWriter: Sendable {
+    public var bytes: [UInt8]
+    public var flexible: Bool
+
+    public init(capacity: Int = 256, flexible: Bool = false) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+        self.flexible = flexible
+    }
+
+    public mutating func int8(_ v: Int8) { bytes.append(UInt8(bitPattern: v)) }
+    public mutating func bool(_ v: Bool) { bytes.append(v ? 1 : 0) }
+    public mutating func int16(_ v: Int16) {
+        let u = UInt16(bitPattern: v)
+        bytes.append(UInt8(u >> 8)); bytes.append(UInt8(u & 0xff))
+    }
+    public mutating func int32(_ v: Int32) {
+        let u = UInt32(bitPattern: v)
+        for s in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8((u >> UInt32(s)) & 0xff)) }
+    }
+    public mutating func int64(_ v: Int64) {
+        let u = UInt64(bitPattern: v)
+        for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((u >> UInt64(s)) & 0xff)) }
+    }
+    public mutating func uvarint(_ v: UInt32) {
+        var v = v
+        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        bytes.append(UInt8(v))
+    }
+
+    private mutating func length(_ n: Int, classicInt32: Bool) {
+        if flexible { uvarint(UInt32(n + 1)) } else if classicInt32 { int32(Int32(n)) } else { int16(Int16(n)) }
+    }
+
+    public mutating func string(_ s: String?) {
+        guard let s else { length(-1, classicInt32: false); return }
+        let u = s.utf8
+        length(u.count, classicInt32: false)
+        bytes += u
+    }
+
+    public mutating func bytes(_ b: some Collection<UInt8>) {
+        length(b.count, classicInt32: true)
+        bytes += b
+    }
+
+    public mutating func nullBytes() { length(-1, classicInt32: true) }
+
+    public mutating func arrayCount(_ n: Int) { length(n, classicInt32: true) }
+
+    public mutating func array<C: Collection>(_ items: C, _ element: (inout KafkaWriter, C.Element) -> Void) {
+        arrayCount(items.count)
+        for item in items { element(&self, item) }
+    }
+
+    /// An empty tagged-field section (flexible versions only).
+    public mutating func taggedFields() {
+        if flexible { bytes.append(0) }
+    }
+}

@@ -1,0 +1,69 @@
+// sluice serve: the embedded broker behind a Kafka wire-protocol listener, optionally running
+// pipeline files in the same process (their groups are the same coordinator wire clients use).
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceKafkaWire
+import SluiceRuntime
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the embedded broker to Kafka clients (kcat, librdkafka, kafka-python, Java) and run pipeline files beside it until SIGINT/SIGTERM.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "host:port of the Kafka listener.") var kafka: String = "127.0.0.1:9092"
+    @Option(help: "host:port advertised to clients in Metadata (default: the listen address).") var advertise: String?
+    @Option(name: .customLong("max-request"), help: "Largest request accepted, e.g. 100MiB; larger frames close the connection.") var maxRequest: String = "100MiB"
+    @Option(name: .customLong("idle-timeout"), help: "Close connections idle this long, e.g. 10m.") var idleTimeout: String = "10m"
+    @Option(name: .customLong("auto-create-partitions"), help: "Partitions of topics created when a client asks for metadata of a missing topic; 0 turns auto-creation off.") var autoCreatePartitions: Int32 = 1
+    @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
+
+    func run() async throws {
+        let pipelines = try loadPipelines(try pipelineFiles(files))
+        let (host, port) = try Self.hostPort(kafka, "--kafka")
+        let (adHost, adPort) = try advertise.map { try Self.hostPort($0, "--advertise") } ?? (host, port)
+        guard let maxBytes = Units.bytes(maxRequest), maxBytes > 0 else { throw CLIError.user("--max-request '\(maxRequest)' is not a size such as 100MiB") }
+        guard let idleMs = Units.milliseconds(idleTimeout), idleMs > 0 else { throw CLIError.user("--idle-timeout '\(idleTimeout)' is not a duration such as 10m") }
+        global.bootstrapLogging()
+        let logger = Logger(label: "sluice")
+        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
+        var config = KafkaListenerConfig(advertisedHost: adHost, advertisedPort: Int32(adPort))
+        config.maxRequestBytes = Int(maxBytes)
+        config.autoCreatePartitions = autoCreatePartitions
+        let listener = KafkaListener(handler: KafkaRequestHandler(broker: broker, config: config, logger: logger), host: host, port: port, idleTimeout: .milliseconds(idleMs), logger: logger)
+        let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, logger: logger) }
+        let stop = StopSignal()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await listener.run { bound in
+                        FileHandle.standardError.write(Data("sluice serve: Kafka listener on \(host):\(bound), data \(global.dataPath)\(runners.isEmpty ? "" : ", \(runners.count) pipeline\(runners.count == 1 ? "" : "s")")\n".utf8))
+                    }
+                }
+                for r in runners { group.addTask { try await r.run() } }
+                group.addTask {
+                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
+                    throw CancellationError()
+                }
+                do {
+                    while try await group.next() != nil {}
+                } catch is CancellationError {
+                    group.cancelAll()
+                    while let _ = try? await group.next() {}
+                }
+            }
+        } catch {
+            await broker.close()
+            if error is CancellationError { return }
+            throw error
+        }
+        await broker.close()
+    }
+
+    static func hostPort(_ text: String, _ option: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port), colon > text.startIndex else {
+            throw CLIError.user("\(option) '\(text)' is not host:port")
+        }
+        return (String(text[..<colon]), port)
+    }
+}
