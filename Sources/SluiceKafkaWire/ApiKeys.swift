@@ -19,12 +19,16 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case createTopics = 19
     case deleteTopics = 20
     case initProducerId = 22
+    case addPartitionsToTxn = 24
+    case addOffsetsToTxn = 25
+    case endTxn = 26
+    case txnOffsetCommit = 28
 
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
         switch self {
         case .produce: 3...8
-        case .fetch: 4...11
+        case .fetch: 4...12
         case .listOffsets: 1...5
         case .metadata: 0...8
         case .offsetCommit: 2...7
@@ -40,6 +44,10 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .createTopics: 0...4
         case .deleteTopics: 0...3
         case .initProducerId: 0...1
+        case .addPartitionsToTxn: 0...2
+        case .addOffsetsToTxn: 0...2
+        case .endTxn: 0...2
+        case .txnOffsetCommit: 0...2
         }
     }
 
@@ -64,6 +72,10 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .createTopics: 5
         case .deleteTopics: 4
         case .initProducerId: 2
+        case .addPartitionsToTxn: 3
+        case .addOffsetsToTxn: 3
+        case .endTxn: 3
+        case .txnOffsetCommit: 3
         }
     }
 

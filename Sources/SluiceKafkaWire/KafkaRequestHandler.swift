@@ -133,6 +133,18 @@ public final class KafkaRequestHandler: Sendable {
             case .deleteTopics:
                 let body = try await deleteTopics(&r, v)
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .addPartitionsToTxn:
+                let body = try await addPartitionsToTxn(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .addOffsetsToTxn:
+                let body = try await addOffsetsToTxn(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .endTxn:
+                let body = try await endTxn(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .txnOffsetCommit:
+                let body = try await txnOffsetCommit(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
             }
         } catch let e as WireError {
             throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
@@ -353,11 +365,15 @@ public final class KafkaRequestHandler: Sendable {
                 let p = try r.int32()
                 if v >= 9 { _ = try r.int32() }
                 let offset = try r.int64()
+                if v >= 12 { _ = try r.int32() }  // last fetched epoch
                 if v >= 5 { _ = try r.int64() }
                 let max = try r.int32()
+                try r.taggedFields()
                 wanted.append(Wanted(topic: topic, partition: p, offset: offset, maxBytes: max))
             }
+            try r.taggedFields()
         }
+        // Forgotten topics and rack id are not needed: every fetch here is a full fetch.
         enum Outcome { case data(FetchedData), error(Int16, hw: Int64, logStart: Int64) }
         func readAll() -> (outcomes: [Outcome], bytes: Int) {
             var total = 0
@@ -384,7 +400,7 @@ public final class KafkaRequestHandler: Sendable {
             await broker.waitForData(positions, isolation: isolation, until: .now + .milliseconds(Int64(maxWaitMs)))
             (outcomes, total) = readAll()
         }
-        var w = KafkaWriter(capacity: 256 + total)
+        var w = KafkaWriter(capacity: 256 + total, flexible: ApiKey.fetch.isFlexible(v))
         w.int32(0)  // throttle
         if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
         // Group partitions by topic, keeping the request's order.
@@ -405,7 +421,7 @@ public final class KafkaRequestHandler: Sendable {
                     w.int64(d.lastStableOffset)
                     if v >= 5 { w.int64(d.logStartOffset) }
                     if isolation == .readCommitted {
-                        w.array(d.abortedTransactions) { w, a in w.int64(a.producerId); w.int64(a.firstOffset) }
+                        w.array(d.abortedTransactions) { w, a in w.int64(a.producerId); w.int64(a.firstOffset); w.taggedFields() }
                     } else {
                         w.arrayCount(-1)
                     }
@@ -420,8 +436,11 @@ public final class KafkaRequestHandler: Sendable {
                     if v >= 11 { w.int32(-1) }
                     w.bytes([UInt8]())
                 }
+                w.taggedFields()
             }
+            w.taggedFields()
         }
+        w.taggedFields()
         return w
     }
 
@@ -751,6 +770,103 @@ public final class KafkaRequestHandler: Sendable {
             } catch {
                 w.int16(Self.code(error))
             }
+        }
+        return w
+    }
+
+    // MARK: Transactions
+
+    private func addPartitionsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let id = try r.string()
+        let pid = try r.int64()
+        let epoch = try r.int16()
+        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [Int32]) in
+            (try r.string(), try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() })
+        }
+        var tps: [TopicPartition] = []
+        var invalid = Set<String>()
+        for (name, parts) in topics {
+            guard let t = try? TopicName(name), broker.topics.exists(t) else { invalid.insert(name); continue }
+            for p in parts { tps.append(TopicPartition(t, p)) }
+        }
+        var code: Int16 = 0
+        if invalid.isEmpty {
+            do { try await broker.transactions.addPartitions(transactionalId: id, producerId: pid, epoch: epoch, partitions: tps) } catch { code = Self.code(error) }
+        }
+        var w = KafkaWriter()
+        w.int32(0)
+        w.array(topics) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, p in
+                w.int32(p)
+                // Kafka answers OPERATION_NOT_ATTEMPTED (55) for the valid partitions of a request with an invalid one.
+                w.int16(invalid.isEmpty ? code : (invalid.contains(t.0) ? KafkaErrorCode.unknownTopicOrPartition : 55))
+            }
+        }
+        return w
+    }
+
+    private func addOffsetsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let id = try r.string()
+        let pid = try r.int64()
+        let epoch = try r.int16()
+        let group = try r.string()
+        var w = KafkaWriter()
+        w.int32(0)
+        do {
+            try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: group)
+            w.int16(0)
+        } catch {
+            w.int16(Self.code(error))
+        }
+        return w
+    }
+
+    private func endTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let id = try r.string()
+        let pid = try r.int64()
+        let epoch = try r.int16()
+        let commit = try r.bool()
+        var w = KafkaWriter()
+        w.int32(0)
+        do {
+            try await broker.transactions.endTransaction(transactionalId: id, producerId: pid, epoch: epoch, commit: commit)
+            w.int16(0)
+        } catch {
+            w.int16(Self.code(error))
+        }
+        return w
+    }
+
+    private func txnOffsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let id = try r.string()
+        let group = try r.string()
+        let pid = try r.int64()
+        let epoch = try r.int16()
+        var offsets: [TopicPartition: CommittedOffset] = [:]
+        var layout: [(String, [Int32])] = []
+        let topicCount = try r.arrayCount()
+        for _ in 0..<max(0, topicCount) {
+            let name = try r.string()
+            var ps: [Int32] = []
+            let partitionCount = try r.arrayCount()
+            for _ in 0..<max(0, partitionCount) {
+                let p = try r.int32()
+                let offset = try r.int64()
+                if v >= 2 { _ = try r.int32() }
+                let metadata = try r.nullableString() ?? ""
+                ps.append(p)
+                if let t = try? TopicName(name) { offsets[TopicPartition(t, p)] = CommittedOffset(offset: offset, metadata: metadata) }
+            }
+            layout.append((name, ps))
+        }
+        var code: Int16 = 0
+        do { try await broker.transactions.txnOffsetCommit(transactionalId: id, producerId: pid, epoch: epoch, groupId: group, offsets: offsets) } catch { code = Self.code(error) }
+        var w = KafkaWriter()
+        w.int32(0)
+        w.array(layout) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, p in w.int32(p); w.int16(code) }
         }
         return w
     }

@@ -1,0 +1,149 @@
+// `sluice serve --kafka` with real Kafka clients on loopback: kcat (librdkafka 2.0 from
+// Debian), confluent-kafka (its bundled librdkafka), kafka-python, a pipeline sharing a group
+// with a librdkafka consumer, and hostile frames. The clients and the server are real
+// processes started here.
+import Foundation
+import Testing
+
+@Suite(.serialized) struct KafkaInteropTests {
+    let scratch = Scratch()
+    var data: String { scratch.path + "/data" }
+
+    /// Runs a shell command; returns its status and output (stdout and stderr together).
+    @discardableResult
+    func sh(_ command: String) throws -> (status: Int32, output: String) {
+        let r = try Sluice.run(["-c", command + " 2>&1"], binary: "/bin/sh")
+        return (r.status, r.stdout)
+    }
+
+    /// Starts `sluice serve` and waits until its listener is up.
+    func serve(_ extra: [String] = []) throws -> (LiveProcess, Int) {
+        let port = HTTPSourceTests.freePort()
+        let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"] + extra)
+        let deadline = Date().addingTimeInterval(20)
+        while !p.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        #expect(p.stderrText.contains("Kafka listener on 127.0.0.1:" + String(port)), "\(p.stderrText)")
+        return (p, port)
+    }
+
+    func stop(_ p: LiveProcess) -> Int32 {
+        kill(p.process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(15)
+        while p.process.isRunning, Date() < deadline { usleep(20_000) }
+        if p.process.isRunning { p.kill9(); return -1 }
+        return p.process.terminationStatus
+    }
+
+    @Test func kcatProducesAndConsumesKeysHeadersAndEveryCompression() throws {
+        let (server, port) = try serve()
+        let b = "127.0.0.1:\(port)"
+        var r = try sh("printf 'k1:hello\\nk2:world\\nk1:again\\n' | kcat -b \(b) -t plain -P -K: -H origin=kcat")
+        #expect(r.status == 0, "\(r.output)")
+        r = try sh("kcat -b \(b) -t plain -C -e -q -f '%k=%s %h p%p o%o\\n'")
+        #expect(r.output == "k1=hello origin=kcat p0 o0\nk2=world origin=kcat p0 o1\nk1=again origin=kcat p0 o2\n", "\(r.output)")
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            r = try sh("seq 1 200 | sed 's/^/\(codec)-/' | kcat -b \(b) -t packed -P -z \(codec)")
+            #expect(r.status == 0, "\(codec): \(r.output)")
+        }
+        r = try sh("kcat -b \(b) -t packed -C -e -q")
+        let lines = r.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 800)
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            #expect(lines.filter { $0.hasPrefix(codec + "-") } == (1...200).map { "\(codec)-\($0)" }, "\(codec) records came back in order")
+        }
+        r = try sh("kcat -b \(b) -L")
+        #expect(r.output.contains("topic \"packed\" with 1 partitions") && r.output.contains("broker 0 at 127.0.0.1:\(port)"), "\(r.output)")
+        // A balanced consumer group: kcat -G commits what it read.
+        r = try sh("timeout 30 kcat -b \(b) -G readers -X auto.offset.reset=earliest -e -q -f '%s\\n' plain")
+        #expect(r.output.split(separator: "\n").count == 3, "\(r.output)")
+        #expect(stop(server) == 0, "sluice serve exits 0 on SIGTERM: \(server.stderrText)")
+        let d = try Sluice.run(["group", "describe", "readers"], data: data)
+        #expect(d.stdoutLines.contains { $0.hasPrefix("plain") && $0.split(separator: " ", omittingEmptySubsequences: true).prefix(4) == ["plain", "0", "3", "3"] }, "\(d.stdout)")
+    }
+
+    @Test func confluentKafkaIdempotenceGroupsAndTransactions() throws {
+        let (server, port) = try serve()
+        let keys = scratch.path + "/keys.txt"
+        let r = try sh("timeout 240 python3 \(PipelineCLITests.repo)/scripts/interop/confluent_check.py --bootstrap 127.0.0.1:\(port) --keys-out \(keys) | grep -v '^%'")
+        print(r.output)
+        #expect(r.status == 0, "\(r.output)")
+        for line in ["ok idempotent", "ok groups: three members own two partitions each", "ok groups: a member left, its partitions moved, all 600 records were read", "ok groups: committed offsets fetched back", "ok transactions"] {
+            #expect(r.output.contains(line), "missing '\(line)'")
+        }
+        #expect(stop(server) == 0)
+        // librdkafka's murmur2 partitioner put each key where Sluice's own (Java's) partitioner does.
+        let placed = try String(contentsOfFile: keys, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(placed.count == 37)
+        try Sluice.run(["topic", "create", "placement", "--partitions", "4"], data: data)
+        let lines = placed.map { "{\"k\":\"\($0[0])\"}" }.joined(separator: "\n") + "\n"
+        try Sluice.run(["produce", "placement", "--key-field", "k"], data: data, stdin: lines)
+        let c = try Sluice.run(["consume", "placement", "--format", "json"], data: data)
+        var ours: [String: Int] = [:]
+        for l in c.stdoutLines {
+            let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
+            ours[o["key"] as! String] = o["partition"] as? Int
+        }
+        #expect(placed.allSatisfy { ours[$0[0]] == Int($0[1]) }, "partitions differ: \(placed.filter { ours[$0[0]] != Int($0[1]) })")
+    }
+
+    @Test func kafkaPythonAdminProduceConsumeGroups() throws {
+        let (server, port) = try serve()
+        let r = try sh("timeout 120 python3 \(PipelineCLITests.repo)/scripts/interop/kafka_python_check.py 127.0.0.1:\(port)")
+        print(r.output)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("ok produce/consume/groups: 90 records with headers"))
+        #expect(r.output.contains("ok admin: deleted"))
+        #expect(stop(server) == 0)
+    }
+
+    @Test func aPipelineInTheServerSharesItsGroupWithALibrdkafkaConsumer() throws {
+        let file = scratch.path + "/shared.yaml"
+        try """
+        name: shared
+        topics:
+          work: { partitions: 4 }
+        sources:
+          in: { type: topic, topic: work, group: workers }
+        sinks:
+          out: { type: drop, inputs: [in] }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let (server, port) = try serve([file])
+        let script = """
+        import time
+        from confluent_kafka import Consumer
+        c = Consumer({"bootstrap.servers": "127.0.0.1:\(port)", "group.id": "workers", "partition.assignment.strategy": "range", "session.timeout.ms": 6000})
+        c.subscribe(["work"])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            c.poll(0.2)
+            if len(c.assignment()) == 2:
+                time.sleep(1); c.poll(0.2)
+                break
+        print("assigned", sorted(tp.partition for tp in c.assignment()))
+        c.close()
+        """
+        try script.write(toFile: scratch.path + "/member.py", atomically: true, encoding: .utf8)
+        let r = try sh("timeout 60 python3 \(scratch.path)/member.py | grep -v '^%'")
+        #expect(r.output.contains("assigned [0, 1]") || r.output.contains("assigned [2, 3]"), "the outside member should own half of the partitions: \(r.output)")
+        #expect(server.stderrText.contains("group workers generation") && server.stderrText.contains("2 members"), "\(server.stderrText)")
+        #expect(stop(server) == 0)
+    }
+
+    @Test func hostileFramesAreRefusedAndTheListenerKeepsServing() throws {
+        let (server, port) = try serve(["--max-request", "1MiB"])
+        let r = try sh("timeout 120 python3 \(PipelineCLITests.repo)/scripts/interop/fuzz_frames.py 127.0.0.1 \(port) 300")
+        print(r.output)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("ok fuzz: 300 hostile frames"))
+        // Memory stays bounded: the resident size after 300 attacks.
+        let rss = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
+            .split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
+        #expect(rss > 0 && rss < 300_000, "resident size \(rss) kB")
+        // Each closed connection is logged with its peer and the reason.
+        #expect(server.stderrText.contains("closing the connection from [IPv4]127.0.0.1/127.0.0.1:"))
+        #expect(server.stderrText.contains("is over the 1048576-byte limit"))
+        let ok = try sh("kcat -b 127.0.0.1:\(port) -L")
+        #expect(ok.status == 0 && ok.output.contains("1 brokers"))
+        #expect(stop(server) == 0)
+    }
+}
