@@ -82,20 +82,36 @@ public struct KafkaListener: Sendable {
         }
     }
 
+    /// Requests are handled one after another in arrival order; their responses go to a
+    /// writer that sends them in the same order, each once what it acknowledges is durable.
+    /// So acks=all produces pipeline: the next request is appended while the previous one
+    /// waits for its group commit.
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let peer = connection.channel.remoteAddress?.description ?? "an unknown peer"
         do {
             try await connection.executeThenClose { inbound, outbound in
-                for try await frame in inbound {
-                    let request = Array(frame.readableBytesView)
-                    do {
-                        if let response = try await handler.handle(request) {
-                            try await outbound.write(ByteBuffer(bytes: response))
+                let (responses, queue) = AsyncStream<KafkaRequestHandler.Response>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await response in responses {
+                            try await response.waitUntilDurable()
+                            try await outbound.write(ByteBuffer(bytes: response.bytes))
                         }
-                    } catch let v as ProtocolViolation {
-                        logger.warning("kafka: closing the connection from \(peer): \(v)")
-                        return
                     }
+                    defer { queue.finish() }
+                    for try await frame in inbound {
+                        let request = Array(frame.readableBytesView)
+                        do {
+                            if let response = try await handler.respond(request) { queue.yield(response) }
+                        } catch let v as ProtocolViolation {
+                            logger.warning("kafka: closing the connection from \(peer): \(v)")
+                            queue.finish()
+                            try await group.waitForAll()
+                            return
+                        }
+                    }
+                    queue.finish()
+                    try await group.waitForAll()
                 }
             }
         } catch let v as ProtocolViolation {

@@ -64,8 +64,32 @@ public final class KafkaRequestHandler: Sendable {
         }
     }
 
+    /// A response and what must be durable before it may be sent (acks=all produces).
+    public struct Response: Sendable {
+        public var bytes: [UInt8]
+        public var durable: [(PartitionHandle, Int64)]
+
+        /// Waits until every write the response acknowledges is durable.
+        public func waitUntilDurable() async throws {
+            for (handle, offset) in durable { try await handle.log.waitUntilDurable(offset) }
+        }
+    }
+
     /// The response frame (size prefix included), or nil when none is sent (acks=0).
     public func handle(_ frame: [UInt8]) async throws -> [UInt8]? {
+        try await respond(frame)?.bytes
+    }
+
+    /// Like `handle`, but an acks=all produce is answered before its records are durable: the
+    /// caller waits for `durable` before sending, so the next requests of the connection can be
+    /// processed meanwhile (responses still leave in request order).
+    public func respond(_ frame: [UInt8]) async throws -> Response? {
+        var durable: [(PartitionHandle, Int64)] = []
+        guard let bytes = try await respond(frame, durable: &durable) else { return nil }
+        return Response(bytes: bytes, durable: durable)
+    }
+
+    private func respond(_ frame: [UInt8], durable: inout [(PartitionHandle, Int64)]) async throws -> [UInt8]? {
         let (header, body) = try Self.header(frame)
         guard let api = ApiKey(rawValue: header.apiKey) else {
             throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
@@ -89,7 +113,7 @@ public final class KafkaRequestHandler: Sendable {
                 let body = try await metadata(&r, v)
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
             case .produce:
-                guard let body = try await produce(&r, v) else { return nil }
+                guard let body = try await produce(&r, v, durable: &durable) else { return nil }
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
             case .fetch:
                 let body = try await fetch(&r, v)
@@ -260,7 +284,7 @@ public final class KafkaRequestHandler: Sendable {
 
     // MARK: Produce
 
-    private func produce(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter? {
+    private func produce(_ r: inout KafkaReader, _ v: Int16, durable waits: inout [(PartitionHandle, Int64)]) async throws -> KafkaWriter? {
         let transactionalId = try r.nullableString()
         let acks = try r.int16()
         _ = try r.int32()  // timeout
@@ -323,10 +347,8 @@ public final class KafkaRequestHandler: Sendable {
         }
         _ = transactionalId
         if acks == 0 { return nil }
-        // acks=all: answer once the records are durable under the topic's flush policy.
-        if acks == -1 {
-            for (handle, offset) in durable { try await handle.log.waitUntilDurable(offset) }
-        }
+        // acks=all: the answer leaves once the records are durable under the topic's flush policy.
+        if acks == -1 { waits = durable }
         var w = KafkaWriter(capacity: 256)
         w.array(results) { w, t in
             w.string(t.0)
