@@ -94,6 +94,10 @@ let package = Package(
             dependencies: ["SluiceBroker", "SluiceLog", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(
+            name: "SluiceKafkaWireTests",
+            dependencies: ["SluiceKafkaWire", "SluiceBroker", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
             name: "SluiceCLITests",
             dependencies: ["SluiceLog", "SluiceBroker"]
         ),
