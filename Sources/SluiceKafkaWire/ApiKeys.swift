@@ -15,6 +15,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case syncGroup = 14
     case describeGroups = 15
     case listGroups = 16
+    case saslHandshake = 17
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
@@ -23,6 +24,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case addOffsetsToTxn = 25
     case endTxn = 26
     case txnOffsetCommit = 28
+    case saslAuthenticate = 36
 
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
@@ -48,6 +50,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .addOffsetsToTxn: 0...2
         case .endTxn: 0...2
         case .txnOffsetCommit: 0...2
+        case .saslHandshake: 0...1  // v0 is advertised (librdkafka looks for it); its raw-token mode is not served
+        case .saslAuthenticate: 0...1
         }
     }
 
@@ -76,6 +80,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .addOffsetsToTxn: 3
         case .endTxn: 3
         case .txnOffsetCommit: 3
+        case .saslHandshake: 100  // never flexible
+        case .saslAuthenticate: 2
         }
     }
 
@@ -103,4 +109,7 @@ public enum KafkaErrorCode {
     public static let kafkaStorageError: Int16 = 56
     public static let groupIdNotFound: Int16 = 69
     public static let nonEmptyGroup: Int16 = 68
+    public static let unsupportedSaslMechanism: Int16 = 33
+    public static let illegalSaslState: Int16 = 34
+    public static let saslAuthenticationFailed: Int16 = 58
 }

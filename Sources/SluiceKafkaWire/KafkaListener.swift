@@ -99,10 +99,17 @@ public struct KafkaListener: Sendable {
                         }
                     }
                     defer { queue.finish() }
+                    var sasl = SASLState()
                     for try await frame in inbound {
                         let request = Array(frame.readableBytesView)
                         do {
-                            if let response = try await handler.respond(request) { queue.yield(response) }
+                            if let response = try await handler.respond(request, sasl: &sasl) { queue.yield(response) }
+                            if sasl.closeAfterResponse {
+                                logger.warning("kafka: closing the connection from \(peer): authentication failed")
+                                queue.finish()
+                                try await group.waitForAll()
+                                return
+                            }
                         } catch let v as ProtocolViolation {
                             logger.warning("kafka: closing the connection from \(peer): \(v)")
                             queue.finish()

@@ -15,6 +15,9 @@ public struct KafkaListenerConfig: Sendable {
     /// Topics named in Metadata but missing are created with this many partitions (0: never).
     public var autoCreatePartitions: Int32 = 1
     public var clusterId = "sluice"
+    /// When set, every connection must authenticate (SASL PLAIN or SCRAM-SHA-256) before any
+    /// request other than ApiVersions, SaslHandshake and SaslAuthenticate.
+    public var sasl: SASLUsers?
 
     public init(advertisedHost: String, advertisedPort: Int32) {
         self.advertisedHost = advertisedHost
@@ -77,19 +80,20 @@ public final class KafkaRequestHandler: Sendable {
 
     /// The response frame (size prefix included), or nil when none is sent (acks=0).
     public func handle(_ frame: [UInt8]) async throws -> [UInt8]? {
-        try await respond(frame)?.bytes
+        var state = SASLState()
+        return try await respond(frame, sasl: &state)?.bytes
     }
 
     /// Like `handle`, but an acks=all produce is answered before its records are durable: the
     /// caller waits for `durable` before sending, so the next requests of the connection can be
     /// processed meanwhile (responses still leave in request order).
-    public func respond(_ frame: [UInt8]) async throws -> Response? {
+    public func respond(_ frame: [UInt8], sasl: inout SASLState) async throws -> Response? {
         var durable: [(PartitionHandle, Int64)] = []
-        guard let bytes = try await respond(frame, durable: &durable) else { return nil }
+        guard let bytes = try await respond(frame, durable: &durable, sasl: &sasl) else { return nil }
         return Response(bytes: bytes, durable: durable)
     }
 
-    private func respond(_ frame: [UInt8], durable: inout [(PartitionHandle, Int64)]) async throws -> [UInt8]? {
+    private func respond(_ frame: [UInt8], durable: inout [(PartitionHandle, Int64)], sasl: inout SASLState) async throws -> [UInt8]? {
         let (header, body) = try Self.header(frame)
         guard let api = ApiKey(rawValue: header.apiKey) else {
             throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
@@ -99,6 +103,9 @@ public final class KafkaRequestHandler: Sendable {
         }
         guard api.versions.contains(header.apiVersion) else {
             throw ProtocolViolation(description: "\(api) version \(header.apiVersion) is not supported (supported: \(api.versions.lowerBound)...\(api.versions.upperBound))")
+        }
+        if config.sasl != nil && sasl.authenticatedUser == nil && ![.apiVersions, .saslHandshake, .saslAuthenticate].contains(api) {
+            throw ProtocolViolation(description: "\(api) before authenticating; this listener requires SASL (PLAIN or SCRAM-SHA-256)")
         }
         let flexible = api.isFlexible(header.apiVersion)
         var r = body
@@ -157,6 +164,39 @@ public final class KafkaRequestHandler: Sendable {
             case .deleteTopics:
                 let body = try await deleteTopics(&r, v)
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .saslHandshake:
+                let mechanism = try r.string()
+                var w = KafkaWriter()
+                if config.sasl == nil {
+                    w.int16(KafkaErrorCode.illegalSaslState)
+                } else if SASLUsers.mechanisms.contains(mechanism) {
+                    sasl.mechanism = mechanism
+                    w.int16(0)
+                } else {
+                    w.int16(KafkaErrorCode.unsupportedSaslMechanism)
+                }
+                w.array(config.sasl == nil ? [] : SASLUsers.mechanisms) { $0.string($1) }
+                return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
+            case .saslAuthenticate:
+                let token = Array(try r.nullableBytes() ?? [])
+                var w = KafkaWriter()
+                guard let users = config.sasl else {
+                    w.int16(KafkaErrorCode.illegalSaslState); w.string("this listener does not use SASL"); w.bytes([UInt8]())
+                    if v >= 1 { w.int64(0) }
+                    sasl.closeAfterResponse = true
+                    return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
+                }
+                switch users.authenticate(token, state: &sasl) {
+                case .success(let reply):
+                    w.int16(0); w.string(nil); w.bytes(reply)
+                    if sasl.authenticatedUser != nil { logger.info("kafka: \(sasl.authenticatedUser!) authenticated with \(sasl.mechanism ?? "?")") }
+                case .failure(let f):
+                    w.int16(KafkaErrorCode.saslAuthenticationFailed); w.string(f.message); w.bytes([UInt8]())
+                    sasl.closeAfterResponse = true
+                    logger.warning("kafka: \(f.message) (\(sasl.mechanism ?? "no mechanism"))")
+                }
+                if v >= 1 { w.int64(0) }
+                return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
             case .addPartitionsToTxn:
                 let body = try await addPartitionsToTxn(&r, v)
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }

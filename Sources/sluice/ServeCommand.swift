@@ -16,6 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-request"), help: "Largest request accepted, e.g. 100MiB; larger frames close the connection.") var maxRequest: String = "100MiB"
     @Option(name: .customLong("idle-timeout"), help: "Close connections idle this long, e.g. 10m.") var idleTimeout: String = "10m"
     @Option(name: .customLong("auto-create-partitions"), help: "Partitions of topics created when a client asks for metadata of a missing topic; 0 turns auto-creation off.") var autoCreatePartitions: Int32 = 1
+    @Option(name: .customLong("sasl-users"), help: "A file of user:password lines; clients must then authenticate with SASL PLAIN or SCRAM-SHA-256.") var saslUsers: String?
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
@@ -30,6 +31,16 @@ struct Serve: AsyncParsableCommand {
         var config = KafkaListenerConfig(advertisedHost: adHost, advertisedPort: Int32(adPort))
         config.maxRequestBytes = Int(maxBytes)
         config.autoCreatePartitions = autoCreatePartitions
+        if let saslUsers {
+            guard let text = try? String(contentsOfFile: saslUsers, encoding: .utf8) else { throw CLIError.user("--sasl-users: cannot read \(saslUsers)") }
+            var pairs: [(user: String, password: String)] = []
+            for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty && !line.hasPrefix("#") {
+                guard let colon = line.firstIndex(of: ":"), colon > line.startIndex else { throw CLIError.user("\(saslUsers):\(n + 1): expected user:password") }
+                pairs.append((String(line[..<colon]), String(line[line.index(after: colon)...])))
+            }
+            guard !pairs.isEmpty else { throw CLIError.user("\(saslUsers) has no user:password lines") }
+            config.sasl = SASLUsers(pairs)
+        }
         let listener = KafkaListener(handler: KafkaRequestHandler(broker: broker, config: config, logger: logger), host: host, port: port, idleTimeout: .milliseconds(idleMs), logger: logger)
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, logger: logger) }
         let stop = StopSignal()

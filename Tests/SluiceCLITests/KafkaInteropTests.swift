@@ -146,4 +146,33 @@ import Testing
         #expect(ok.status == 0 && ok.output.contains("1 brokers"))
         #expect(stop(server) == 0)
     }
+
+    @Test func saslPlainAndScramAuthenticateAndEverythingElseIsRefused() throws {
+        let users = scratch.path + "/users.txt"
+        try "# user:password\nalice:s3cret\nbob:hunter2\n".write(toFile: users, atomically: true, encoding: .utf8)
+        let (server, port) = try serve(["--sasl-users", users])
+        let b = "127.0.0.1:\(port)"
+        // PLAIN and SCRAM-SHA-256 with librdkafka (kcat): produce, then consume back.
+        var r = try sh("printf 'one\\ntwo\\n' | kcat -b \(b) -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=PLAIN -X sasl.username=alice -X sasl.password=s3cret -t secure -P")
+        #expect(r.status == 0, "\(r.output)")
+        r = try sh("kcat -b \(b) -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=bob -X sasl.password=hunter2 -t secure -C -e -q")
+        #expect(r.output == "one\ntwo\n", "\(r.output)")
+        // With confluent-kafka too.
+        let script = """
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": "\(b)", "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "alice", "sasl.password": "s3cret"})
+        p.produce("secure", value=b"three"); print("unflushed", p.flush(20))
+        """
+        try script.write(toFile: scratch.path + "/scram.py", atomically: true, encoding: .utf8)
+        r = try sh("timeout 60 python3 \(scratch.path)/scram.py | grep -v '^%'")
+        #expect(r.output.contains("unflushed 0"), "\(r.output)")
+        // A wrong password and a client without SASL are refused; the server names why.
+        r = try sh("timeout 20 kcat -b \(b) -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=bob -X sasl.password=wrong -L -m 5")
+        #expect(r.status != 0, "\(r.output)")
+        r = try sh("timeout 20 kcat -b \(b) -L -m 5")
+        #expect(r.status != 0, "\(r.output)")
+        #expect(server.stderrText.contains("authentication failed for user 'bob'"))
+        #expect(server.stderrText.contains("before authenticating; this listener requires SASL"))
+        #expect(stop(server) == 0)
+    }
 }
