@@ -161,15 +161,27 @@ public struct RecordBatchView {
         self.bytes = bytes
     }
 
-    /// Decodes every record in order. Throws on a malformed record or a compressed batch
-    /// (compression arrives with the wire listener).
+    /// Decodes every record in order; compressed batches (gzip, snappy, lz4, zstd, as Kafka
+    /// clients send them) are decompressed first. Throws on a malformed record.
     @inlinable
     public func forEachRecord(_ body: (RecordView) throws -> Void) throws {
         if header.attributes.compression != 0 {
-            throw LogError(.invalidBatch, "batch at offset \(header.baseOffset) is compressed (codec \(header.attributes.compression)), which this reader cannot decode yet", offset: header.baseOffset)
+            let records: [UInt8]
+            do {
+                records = try RecordCompression.decompress(codec: header.attributes.compression, UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.headerSize...]))
+            } catch {
+                throw LogError(error.code, "batch at offset \(header.baseOffset): \(error.message)", offset: header.baseOffset)
+            }
+            try records.withUnsafeBytes { try forEachRecord(in: $0, from: 0, body) }
+            return
         }
-        let p = bytes
-        var pos = RecordBatchLayout.headerSize
+        try forEachRecord(in: bytes, from: RecordBatchLayout.headerSize, body)
+    }
+
+    /// Decodes the records in `p` from byte `start` (the batch itself, or its decompressed records).
+    @inlinable
+    func forEachRecord(in p: UnsafeRawBufferPointer, from start: Int, _ body: (RecordView) throws -> Void) throws {
+        var pos = start
         let count = Int(header.recordCount)
         for _ in 0..<count {
             guard let len = Varint.read(p, &pos), len > 0, pos + Int(len) <= p.count else {

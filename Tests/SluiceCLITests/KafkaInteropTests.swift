@@ -57,6 +57,12 @@ import Testing
         r = try sh("timeout 30 kcat -b \(b) -G readers -X auto.offset.reset=earliest -e -q -f '%s\\n' plain")
         #expect(r.output.split(separator: "\n").count == 3, "\(r.output)")
         #expect(stop(server) == 0, "sluice serve exits 0 on SIGTERM: \(server.stderrText)")
+        // In-process readers decompress what the clients compressed.
+        let local = try Sluice.run(["consume", "packed"], data: data)
+        #expect(local.status == 0, "\(local.stderr)")
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            #expect(local.stdoutLines.filter { $0.hasPrefix(codec + "-") } == (1...200).map { "\(codec)-\($0)" }, "\(codec) decoded in process")
+        }
         let d = try Sluice.run(["group", "describe", "readers"], data: data)
         #expect(d.stdoutLines.contains { $0.hasPrefix("plain") && $0.split(separator: " ", omittingEmptySubsequences: true).prefix(4) == ["plain", "0", "3", "3"] }, "\(d.stdout)")
     }

@@ -205,3 +205,25 @@ import Testing
         }
     }
 }
+
+@Suite struct CompressionTests {
+    @Test func rawSnappyLiteralsAndOverlappingCopies() throws {
+        // "abcabcabc": length 9, a 3-byte literal, then a 6-byte copy from 3 back (overlapping).
+        let block: [UInt8] = [0x09, 0x08, 0x61, 0x62, 0x63, 0x09, 0x03]
+        let out = try block.withUnsafeBytes { try RecordCompression.decompress(codec: 2, $0) }
+        #expect(String(decoding: out, as: UTF8.self) == "abcabcabc")
+        // The same block inside xerial framing (Java clients).
+        let framed: [UInt8] = [0x82, 0x53, 0x4E, 0x41, 0x50, 0x50, 0x59, 0x00, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7] + block
+        let out2 = try framed.withUnsafeBytes { try RecordCompression.decompress(codec: 2, $0) }
+        #expect(out2 == out)
+    }
+
+    @Test func damagedCompressedRecordsAreErrorsNotCrashes() {
+        let copyTooFar: [UInt8] = [0x09, 0x08, 0x61, 0x62, 0x63, 0x09, 0x09]  // offset 9 > 3 decoded bytes
+        #expect(throws: LogError.self) { _ = try copyTooFar.withUnsafeBytes { try RecordCompression.decompress(codec: 2, $0) } }
+        let garbage: [UInt8] = Array("not compressed at all".utf8)
+        for codec in [1, 3, 4] {
+            #expect(throws: LogError.self) { _ = try garbage.withUnsafeBytes { try RecordCompression.decompress(codec: codec, $0) } }
+        }
+    }
+}
