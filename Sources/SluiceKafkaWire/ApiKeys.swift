@@ -24,7 +24,10 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case addOffsetsToTxn = 25
     case endTxn = 26
     case txnOffsetCommit = 28
+    case describeConfigs = 32
     case saslAuthenticate = 36
+    case createPartitions = 37
+    case deleteGroups = 42
 
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
@@ -52,6 +55,9 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .txnOffsetCommit: 0...2
         case .saslHandshake: 0...1  // v0 is advertised (librdkafka looks for it); its raw-token mode is not served
         case .saslAuthenticate: 0...1
+        case .describeConfigs: 0...3
+        case .createPartitions: 0...1
+        case .deleteGroups: 0...1
         }
     }
 
@@ -82,6 +88,9 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .txnOffsetCommit: 3
         case .saslHandshake: 100  // never flexible
         case .saslAuthenticate: 2
+        case .describeConfigs: 4
+        case .createPartitions: 2
+        case .deleteGroups: 2
         }
     }
 

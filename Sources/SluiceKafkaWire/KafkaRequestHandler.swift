@@ -197,6 +197,15 @@ public final class KafkaRequestHandler: Sendable {
                 }
                 if v >= 1 { w.int64(0) }
                 return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
+            case .describeConfigs:
+                let body = try describeConfigs(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .createPartitions:
+                let body = try await createPartitions(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+            case .deleteGroups:
+                let body = try await deleteGroups(&r, v)
+                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
             case .addPartitionsToTxn:
                 let body = try await addPartitionsToTxn(&r, v)
                 return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
@@ -929,6 +938,108 @@ public final class KafkaRequestHandler: Sendable {
         w.array(layout) { w, t in
             w.string(t.0)
             w.array(t.1) { w, p in w.int32(p); w.int16(code) }
+        }
+        return w
+    }
+
+    // MARK: Admin
+
+    private func describeConfigs(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
+        struct Resource { var type: Int8; var name: String; var keys: [String]? }
+        let count = try r.arrayCount()
+        var resources: [Resource] = []
+        for _ in 0..<max(0, count) {
+            let type = try r.int8()
+            let name = try r.string()
+            let n = try r.arrayCount()
+            var keys: [String]?
+            if n >= 0 { keys = []; for _ in 0..<n { keys!.append(try r.string()) } }
+            resources.append(Resource(type: type, name: name, keys: keys))
+        }
+        var w = KafkaWriter()
+        w.int32(0)
+        w.arrayCount(resources.count)
+        for res in resources {
+            var entries: [(String, String)] = []
+            var code: Int16 = 0
+            var message: String?
+            switch res.type {
+            case 2:  // topic
+                do {
+                    let c = try broker.topics.config(try TopicName(res.name))
+                    entries = [("cleanup.policy", "delete"), ("retention.ms", "\(c.retentionMs)"), ("retention.bytes", "\(c.retentionBytes)"),
+                               ("segment.bytes", "\(c.segmentBytes)"), ("segment.ms", "\(c.segmentMs)"), ("flush.ms", "\(c.flushIntervalMs)"),
+                               ("sluice.flush", c.flush), ("compression.type", "producer")]
+                } catch {
+                    code = Self.code(error); message = "\(error)"
+                }
+            case 4:  // broker
+                entries = [("num.partitions", "\(config.autoCreatePartitions)"), ("auto.create.topics.enable", config.autoCreatePartitions > 0 ? "true" : "false"),
+                           ("message.max.bytes", "\(config.maxRequestBytes)"), ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(config.advertisedPort)")]
+            default:
+                code = KafkaErrorCode.invalidRequest; message = "resource type \(res.type) is not supported"
+            }
+            if let keys = res.keys, !keys.isEmpty { entries = entries.filter { keys.contains($0.0) } }
+            w.int16(code)
+            w.string(message)
+            w.int8(res.type)
+            w.string(res.name)
+            w.array(entries) { w, e in
+                w.string(e.0)
+                w.string(e.1)
+                w.bool(true)  // read-only over the wire
+                if v == 0 { w.bool(false) } else { w.int8(res.type == 2 ? 1 : 4) }  // source: topic / static broker config
+                w.bool(false)  // sensitive
+                if v >= 1 { w.arrayCount(0) }
+                if v >= 3 { w.int8(e.1.allSatisfy(\.isNumber) ? 5 : 2); w.string(nil) }  // LONG or STRING
+            }
+        }
+        return w
+    }
+
+    private func createPartitions(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        struct Wanted { var name: String; var count: Int32 }
+        let n = try r.arrayCount()
+        var wanted: [Wanted] = []
+        for _ in 0..<max(0, n) {
+            let name = try r.string()
+            let count = try r.int32()
+            let assignments = try r.arrayCount()
+            for _ in 0..<max(0, assignments) { _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() } }
+            wanted.append(Wanted(name: name, count: count))
+        }
+        _ = try r.int32()
+        let validateOnly = try r.bool()
+        var w = KafkaWriter()
+        w.int32(0)
+        w.arrayCount(wanted.count)
+        for t in wanted {
+            w.string(t.name)
+            do {
+                let name = try TopicName(t.name)
+                let current = try broker.partitionCount(name)
+                guard t.count > current else {
+                    throw BrokerError(.invalidPartition, "topic '\(t.name)' has \(current) partitions; the new count must be larger")
+                }
+                if !validateOnly { try await broker.addPartitions(name, total: t.count) }
+                w.int16(0); w.string(nil)
+            } catch let e as BrokerError where e.code == .invalidPartition {
+                w.int16(KafkaErrorCode.invalidPartitions); w.string(e.message)
+            } catch {
+                w.int16(Self.code(error)); w.string("\(error)")
+            }
+        }
+        return w
+    }
+
+    private func deleteGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
+        var w = KafkaWriter()
+        w.int32(0)
+        w.arrayCount(groups.count)
+        for g in groups {
+            w.string(g)
+            do { try await broker.groups.deleteGroup(g); w.int16(0) } catch { w.int16(Self.code(error)) }
         }
         return w
     }

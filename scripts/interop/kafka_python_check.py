@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Interop checks with kafka-python against a running `sluice serve`: topic admin
-(create, list, delete), keyed produce with acks=all, consume in a group with commits, and a
+(create, list, describe configs, add partitions, delete, delete groups), keyed produce with acks=all, consume in a group with commits, and a
 second group run that continues from the committed offsets. Exits 1 at the first failure."""
 import sys
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 
 
 def fail(msg):
@@ -56,6 +56,22 @@ def main():
     if committed != 90:
         fail(f"groups: committed offsets add up to {committed}")
     print(f"ok produce/consume/groups: 90 records with headers, {len(first)} then {len(rest)} in two group runs, offsets committed")
+    configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    text = str(configs)
+    if "retention.ms" not in text:
+        fail(f"admin: describe_configs did not list retention.ms: {text[:300]}")
+    print("ok admin: described the topic's configs")
+    admin.create_partitions({topic: NewPartitions(total_count=5)})
+    meta = KafkaConsumer(bootstrap_servers=bootstrap)
+    parts = meta.partitions_for_topic(topic)
+    meta.close()
+    if parts != {0, 1, 2, 3, 4}:
+        fail(f"admin: after create_partitions the topic has {parts}")
+    print("ok admin: grew the topic to 5 partitions")
+    admin.delete_groups([group])
+    if group in str(admin.list_groups()):
+        fail("admin: the group is still listed after delete_groups")
+    print("ok admin: deleted the consumer group")
     admin.delete_topics([topic])
     if topic in admin.list_topics():
         fail("admin: topic still listed after delete")
