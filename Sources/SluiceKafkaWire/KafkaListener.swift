@@ -5,6 +5,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SluiceBroker
 
 /// Cuts the byte stream into frames; a size over the limit is an error (the connection closes).
@@ -45,26 +46,38 @@ public struct KafkaListener: Sendable {
     public let host: String
     public let port: Int
     public let idleTimeout: TimeAmount
+    /// When set, connections speak TLS (Kafka's SSL and SASL_SSL security protocols).
+    public let tls: NIOSSLContext?
     let logger: Logger
 
-    public init(handler: KafkaRequestHandler, host: String, port: Int, idleTimeout: TimeAmount = .minutes(10), logger: Logger) {
+    public init(handler: KafkaRequestHandler, host: String, port: Int, idleTimeout: TimeAmount = .minutes(10), tls: NIOSSLContext? = nil, logger: Logger) {
         self.handler = handler
         self.host = host
         self.port = port
         self.idleTimeout = idleTimeout
+        self.tls = tls
         self.logger = logger
+    }
+
+    /// A TLS server context from PEM files (certificate chain and private key).
+    public static func tlsContext(certificate: String, key: String) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        return try NIOSSLContext(configuration: configuration)
     }
 
     /// Listens until the task is cancelled; `bound` is told the port (useful with port 0).
     public func run(bound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let maxBytes = handler.config.maxRequestBytes
         let idle = idleTimeout
+        let tls = self.tls
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
                     try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxBytes: maxBytes)))

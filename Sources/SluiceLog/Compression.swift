@@ -55,7 +55,7 @@ private enum Gzip {
     typealias InflateFn = @convention(c) (UnsafeMutableRawPointer, Int32) -> Int32
     typealias EndFn = @convention(c) (UnsafeMutableRawPointer) -> Int32
     static let libs = ["libz.so.1", "libz.so"]
-    nonisolated(unsafe) static let fns: (InitFn, InflateFn, EndFn)? = {
+    static let fns: (InitFn, InflateFn, EndFn)? = {
         guard let i = RecordCompression.symbol(libs, "inflateInit2_"), let f = RecordCompression.symbol(libs, "inflate"), let e = RecordCompression.symbol(libs, "inflateEnd") else { return nil }
         return (unsafeBitCast(i, to: InitFn.self), unsafeBitCast(f, to: InflateFn.self), unsafeBitCast(e, to: EndFn.self))
     }()
@@ -104,7 +104,7 @@ private enum Zstd {
     typealias StreamFn = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Int
     typealias IsErrorFn = @convention(c) (Int) -> UInt32
     static let libs = ["libzstd.so.1", "libzstd.so"]
-    nonisolated(unsafe) static let fns: (CreateFn, FreeFn, StreamFn, IsErrorFn)? = {
+    static let fns: (CreateFn, FreeFn, StreamFn, IsErrorFn)? = {
         guard let c = RecordCompression.symbol(libs, "ZSTD_createDCtx"), let f = RecordCompression.symbol(libs, "ZSTD_freeDCtx"),
               let s = RecordCompression.symbol(libs, "ZSTD_decompressStream"), let e = RecordCompression.symbol(libs, "ZSTD_isError") else { return nil }
         return (unsafeBitCast(c, to: CreateFn.self), unsafeBitCast(f, to: FreeFn.self), unsafeBitCast(s, to: StreamFn.self), unsafeBitCast(e, to: IsErrorFn.self))
@@ -144,7 +144,7 @@ private enum LZ4Frame {
     typealias DecompressFn = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>, UnsafeRawPointer?, UnsafeMutablePointer<Int>, UnsafeRawPointer?) -> Int
     typealias IsErrorFn = @convention(c) (Int) -> UInt32
     static let libs = ["liblz4.so.1", "liblz4.so"]
-    nonisolated(unsafe) static let fns: (CreateFn, FreeFn, DecompressFn, IsErrorFn)? = {
+    static let fns: (CreateFn, FreeFn, DecompressFn, IsErrorFn)? = {
         guard let c = RecordCompression.symbol(libs, "LZ4F_createDecompressionContext"), let f = RecordCompression.symbol(libs, "LZ4F_freeDecompressionContext"),
               let d = RecordCompression.symbol(libs, "LZ4F_decompress"), let e = RecordCompression.symbol(libs, "LZ4F_isError") else { return nil }
         return (unsafeBitCast(c, to: CreateFn.self), unsafeBitCast(f, to: FreeFn.self), unsafeBitCast(d, to: DecompressFn.self), unsafeBitCast(e, to: IsErrorFn.self))

@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceBroker
+import NIOSSL
 import SluiceKafkaWire
 import SluiceRuntime
 
@@ -17,6 +18,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Close connections idle this long, e.g. 10m.") var idleTimeout: String = "10m"
     @Option(name: .customLong("auto-create-partitions"), help: "Partitions of topics created when a client asks for metadata of a missing topic; 0 turns auto-creation off.") var autoCreatePartitions: Int32 = 1
     @Option(name: .customLong("sasl-users"), help: "A file of user:password lines; clients must then authenticate with SASL PLAIN or SCRAM-SHA-256.") var saslUsers: String?
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: the listener then speaks TLS (clients use security.protocol SSL or SASL_SSL).") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
@@ -41,7 +44,15 @@ struct Serve: AsyncParsableCommand {
             guard !pairs.isEmpty else { throw CLIError.user("\(saslUsers) has no user:password lines") }
             config.sasl = SASLUsers(pairs)
         }
-        let listener = KafkaListener(handler: KafkaRequestHandler(broker: broker, config: config, logger: logger), host: host, port: port, idleTimeout: .milliseconds(idleMs), logger: logger)
+        var tls: NIOSSLContext?
+        if tlsCert != nil || tlsKey != nil {
+            guard let tlsCert, let tlsKey else { throw CLIError.user("--tls-cert and --tls-key go together") }
+            do { tls = try KafkaListener.tlsContext(certificate: tlsCert, key: tlsKey) } catch {
+                await broker.close()
+                throw CLIError.user("cannot use --tls-cert \(tlsCert) / --tls-key \(tlsKey): \(error)")
+            }
+        }
+        let listener = KafkaListener(handler: KafkaRequestHandler(broker: broker, config: config, logger: logger), host: host, port: port, idleTimeout: .milliseconds(idleMs), tls: tls, logger: logger)
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, logger: logger) }
         let stop = StopSignal()
         do {

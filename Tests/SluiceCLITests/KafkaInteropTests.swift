@@ -183,4 +183,26 @@ import Testing
         #expect(server.stderrText.contains("before authenticating; this listener requires SASL"))
         #expect(stop(server) == 0)
     }
+
+    @Test func tlsWithAndWithoutSasl() throws {
+        let cert = scratch.path + "/cert.pem", key = scratch.path + "/key.pem"
+        var r = try sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout \(key) -out \(cert) -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1")
+        #expect(r.status == 0, "\(r.output)")
+        let users = scratch.path + "/users.txt"
+        try "carol:pa55\n".write(toFile: users, atomically: true, encoding: .utf8)
+        let (server, port) = try serve(["--tls-cert", cert, "--tls-key", key, "--sasl-users", users])
+        let b = "127.0.0.1:\(port)"
+        let tls = "-X security.protocol=SASL_SSL -X ssl.ca.location=\(cert) -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=carol -X sasl.password=pa55"
+        r = try sh("printf 'over\\ntls\\n' | kcat -b \(b) \(tls) -t sealed -P")
+        #expect(r.status == 0, "\(r.output)")
+        r = try sh("kcat -b \(b) \(tls) -t sealed -C -e -q")
+        #expect(r.output == "over\ntls\n", "\(r.output)")
+        // A plaintext client cannot talk to a TLS listener; a client that does not trust the
+        // certificate refuses it.
+        r = try sh("timeout 20 kcat -b \(b) -L -m 3")
+        #expect(r.status != 0)
+        r = try sh("timeout 20 kcat -b \(b) -X security.protocol=SSL -L -m 3")
+        #expect(r.status != 0)
+        #expect(stop(server) == 0)
+    }
 }
