@@ -32,10 +32,10 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
         switch self {
-        case .produce: 3...8
+        case .produce: 3...9
         case .fetch: 4...12
         case .listOffsets: 1...5
-        case .metadata: 0...8
+        case .metadata: 0...12
         case .offsetCommit: 2...7
         case .offsetFetch: 1...5
         case .findCoordinator: 0...2

@@ -272,21 +272,22 @@ public final class KafkaRequestHandler: Sendable {
         if count >= 0 {
             var names: [String] = []
             for _ in 0..<count {
-                if v >= 10 { _ = try r.int64(); _ = try r.int64() }
-                names.append(try r.string())
+                if v >= 10 { _ = try r.int64(); _ = try r.int64() }  // topic id: lookups by id are not served
+                if let name = try r.nullableString() { names.append(name) }
                 try r.taggedFields()
             }
             requested = names
         }
         if v == 0 && requested?.isEmpty == true { requested = nil }  // v0: empty means all
         let autoCreate = v >= 4 ? try r.bool() : true
-        var w = KafkaWriter(capacity: 1024)
+        var w = KafkaWriter(capacity: 1024, flexible: ApiKey.metadata.isFlexible(v))
         if v >= 3 { w.int32(0) }
         w.arrayCount(1)
         w.int32(Self.nodeId)
         w.string(config.advertisedHost)
         w.int32(config.advertisedPort)
         if v >= 1 { w.string(nil) }  // rack
+        w.taggedFields()
         if v >= 2 { w.string(config.clusterId) }
         if v >= 1 { w.int32(Self.nodeId) }  // controller
         var topics: [(String, Int16, Int32)] = []
@@ -315,6 +316,7 @@ public final class KafkaRequestHandler: Sendable {
         w.array(topics) { w, t in
             w.int16(t.1)
             w.string(t.0)
+            if v >= 10 { w.int64(0); w.int64(0) }  // topic id: none
             if v >= 1 { w.bool(t.0.hasPrefix("__")) }
             w.array(0..<Int(t.2)) { w, p in
                 w.int16(0)
@@ -324,10 +326,13 @@ public final class KafkaRequestHandler: Sendable {
                 w.array([Self.nodeId]) { $0.int32($1) }
                 w.array([Self.nodeId]) { $0.int32($1) }
                 if v >= 5 { w.arrayCount(0) }  // offline replicas
+                w.taggedFields()
             }
             if v >= 8 { w.int32(Int32.min) }  // authorized operations: not computed
+            w.taggedFields()
         }
-        if v >= 8 { w.int32(Int32.min) }
+        if v >= 8 && v <= 10 { w.int32(Int32.min) }
+        w.taggedFields()
         return w
     }
 
@@ -348,6 +353,7 @@ public final class KafkaRequestHandler: Sendable {
             for _ in 0..<max(0, partitionCount) {
                 let index = try r.int32()
                 let records = try r.nullableBytes()
+                try r.taggedFields()
                 var result = PartitionResult(index: index, error: 0, baseOffset: -1, logStart: -1, message: nil)
                 guard acks == 0 || acks == 1 || acks == -1 else {
                     result.error = KafkaErrorCode.invalidRequiredAcks
@@ -389,7 +395,6 @@ public final class KafkaRequestHandler: Sendable {
                     result.message = "\(error)"
                 }
                 parts.append(result)
-                try r.taggedFields()
             }
             try r.taggedFields()
             results.append((name, parts))
@@ -398,7 +403,7 @@ public final class KafkaRequestHandler: Sendable {
         if acks == 0 { return nil }
         // acks=all: the answer leaves once the records are durable under the topic's flush policy.
         if acks == -1 { waits = durable }
-        var w = KafkaWriter(capacity: 256)
+        var w = KafkaWriter(capacity: 256, flexible: ApiKey.produce.isFlexible(v))
         w.array(results) { w, t in
             w.string(t.0)
             w.array(t.1) { w, p in
@@ -411,9 +416,12 @@ public final class KafkaRequestHandler: Sendable {
                     w.arrayCount(0)
                     w.string(p.message)
                 }
+                w.taggedFields()
             }
+            w.taggedFields()
         }
         w.int32(0)  // throttle
+        w.taggedFields()
         return w
     }
 
