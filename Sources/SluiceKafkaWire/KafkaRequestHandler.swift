@@ -111,121 +111,72 @@ public final class KafkaRequestHandler: Sendable {
         var r = body
         let v = header.apiVersion
         do {
+            let body: KafkaWriter
             switch api {
             case .apiVersions:
                 if v >= 3 { _ = try r.nullableString(); _ = try r.nullableString(); try r.taggedFields() }
                 // ApiVersions responses always use header v0.
                 return frameResponse(header, flexibleHeader: false) { w in apiVersions(&w, version: v, error: 0) }
             case .metadata:
-                let body = try await metadata(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await metadata(&r, v)
             case .produce:
-                guard let body = try await produce(&r, v, durable: &durable) else { return nil }
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                guard let produced = try await produce(&r, v, durable: &durable) else { return nil }
+                body = produced
             case .fetch:
-                let body = try await fetch(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await fetch(&r, v)
             case .listOffsets:
-                let body = try listOffsets(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try listOffsets(&r, v)
             case .initProducerId:
-                let body = try await initProducerId(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await initProducerId(&r, v)
             case .findCoordinator:
-                let body = try findCoordinator(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try findCoordinator(&r, v)
             case .joinGroup:
-                let body = try await joinGroup(&r, v, clientId: header.clientId ?? "")
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await joinGroup(&r, v, clientId: header.clientId ?? "")
             case .syncGroup:
-                let body = try await syncGroup(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await syncGroup(&r, v)
             case .heartbeat:
-                let body = try await heartbeat(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await heartbeat(&r, v)
             case .leaveGroup:
-                let body = try await leaveGroup(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await leaveGroup(&r, v)
             case .offsetCommit:
-                let body = try await offsetCommit(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await offsetCommit(&r, v)
             case .offsetFetch:
-                let body = try await offsetFetch(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await offsetFetch(&r, v)
             case .describeGroups:
-                let body = try await describeGroups(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await describeGroups(&r, v)
             case .listGroups:
-                let body = await listGroups(v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = await listGroups(v)
             case .createTopics:
-                let body = try await createTopics(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await createTopics(&r, v)
             case .deleteTopics:
-                let body = try await deleteTopics(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await deleteTopics(&r, v)
             case .saslHandshake:
-                let mechanism = try r.string()
-                var w = KafkaWriter()
-                if config.sasl == nil {
-                    w.int16(KafkaErrorCode.illegalSaslState)
-                } else if SASLUsers.mechanisms.contains(mechanism) {
-                    sasl.mechanism = mechanism
-                    w.int16(0)
-                } else {
-                    w.int16(KafkaErrorCode.unsupportedSaslMechanism)
-                }
-                w.array(config.sasl == nil ? [] : SASLUsers.mechanisms) { $0.string($1) }
-                return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
+                body = try saslHandshake(&r, sasl: &sasl)
             case .saslAuthenticate:
-                let token = Array(try r.nullableBytes() ?? [])
-                var w = KafkaWriter()
-                guard let users = config.sasl else {
-                    w.int16(KafkaErrorCode.illegalSaslState); w.string("this listener does not use SASL"); w.bytes([UInt8]())
-                    if v >= 1 { w.int64(0) }
-                    sasl.closeAfterResponse = true
-                    return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
-                }
-                switch users.authenticate(token, state: &sasl) {
-                case .success(let reply):
-                    w.int16(0); w.string(nil); w.bytes(reply)
-                    if sasl.authenticatedUser != nil { logger.info("kafka: \(sasl.authenticatedUser!) authenticated with \(sasl.mechanism ?? "?")") }
-                case .failure(let f):
-                    w.int16(KafkaErrorCode.saslAuthenticationFailed); w.string(f.message); w.bytes([UInt8]())
-                    sasl.closeAfterResponse = true
-                    logger.warning("kafka: \(f.message) (\(sasl.mechanism ?? "no mechanism"))")
-                }
-                if v >= 1 { w.int64(0) }
-                return frameResponse(header, flexibleHeader: false) { $0.bytes += w.bytes }
+                body = try saslAuthenticate(&r, v, sasl: &sasl)
             case .describeConfigs:
-                let body = try describeConfigs(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try describeConfigs(&r, v)
             case .createPartitions:
-                let body = try await createPartitions(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await createPartitions(&r, v)
             case .deleteGroups:
-                let body = try await deleteGroups(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await deleteGroups(&r, v)
             case .addPartitionsToTxn:
-                let body = try await addPartitionsToTxn(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await addPartitionsToTxn(&r, v)
             case .addOffsetsToTxn:
-                let body = try await addOffsetsToTxn(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await addOffsetsToTxn(&r, v)
             case .endTxn:
-                let body = try await endTxn(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await endTxn(&r, v)
             case .txnOffsetCommit:
-                let body = try await txnOffsetCommit(&r, v)
-                return frameResponse(header, flexibleHeader: flexible) { $0.bytes += body.bytes }
+                body = try await txnOffsetCommit(&r, v)
             }
+            return frameResponse(header, flexibleHeader: flexible, capacity: body.bytes.count + 9) { $0.bytes += body.bytes }
         } catch let e as WireError {
             throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
         }
     }
 
-    private func frameResponse(_ header: RequestHeader, flexibleHeader: Bool, _ body: (inout KafkaWriter) -> Void) -> [UInt8] {
-        var w = KafkaWriter(capacity: 512)
+    private func frameResponse(_ header: RequestHeader, flexibleHeader: Bool, capacity: Int = 512, _ body: (inout KafkaWriter) -> Void) -> [UInt8] {
+        var w = KafkaWriter(capacity: capacity)
         w.int32(0)  // size, patched below
         w.int32(header.correlationId)
         if flexibleHeader { w.bytes.append(0) }  // response header v1: no tagged fields
@@ -1049,6 +1000,44 @@ public final class KafkaRequestHandler: Sendable {
             w.string(g)
             do { try await broker.groups.deleteGroup(g); w.int16(0) } catch { w.int16(Self.code(error)) }
         }
+        return w
+    }
+
+    // MARK: SASL
+
+    private func saslHandshake(_ r: inout KafkaReader, sasl: inout SASLState) throws -> KafkaWriter {
+        let mechanism = try r.string()
+        var w = KafkaWriter()
+        if config.sasl == nil {
+            w.int16(KafkaErrorCode.illegalSaslState)
+        } else if SASLUsers.mechanisms.contains(mechanism) {
+            sasl.mechanism = mechanism
+            w.int16(0)
+        } else {
+            w.int16(KafkaErrorCode.unsupportedSaslMechanism)
+        }
+        w.array(config.sasl == nil ? [] : SASLUsers.mechanisms) { $0.string($1) }
+        return w
+    }
+
+    private func saslAuthenticate(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
+        let token = Array(try r.nullableBytes() ?? [])
+        var w = KafkaWriter()
+        if let users = config.sasl {
+            switch users.authenticate(token, state: &sasl) {
+            case .success(let reply):
+                w.int16(0); w.string(nil); w.bytes(reply)
+                if let user = sasl.authenticatedUser { logger.info("kafka: \(user) authenticated with \(sasl.mechanism ?? "?")") }
+            case .failure(let f):
+                w.int16(KafkaErrorCode.saslAuthenticationFailed); w.string(f.message); w.bytes([UInt8]())
+                sasl.closeAfterResponse = true
+                logger.warning("kafka: \(f.message) (\(sasl.mechanism ?? "no mechanism"))")
+            }
+        } else {
+            w.int16(KafkaErrorCode.illegalSaslState); w.string("this listener does not use SASL"); w.bytes([UInt8]())
+            sasl.closeAfterResponse = true
+        }
+        if v >= 1 { w.int64(0) }
         return w
     }
 }

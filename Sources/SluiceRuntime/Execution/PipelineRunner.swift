@@ -132,18 +132,23 @@ public final class PipelineRunner: Sendable {
         counters.withLock { $0[id, default: 0] += n }
     }
 
-    private func runTopicSource(_ id: String, _ settings: TopicSourceSettings, _ graph: Graph) async throws {
-        let topic = try TopicName(settings.topic)
+    /// The consumer of a topic source. A poll is the unit of commit: after a crash at most the
+    /// last two polls (the one in flight and the one whose commit was pending) are processed
+    /// again; large polls keep the group-commit wait (the sinks' flush) from capping throughput.
+    private func consumerConfig(_ id: String, _ settings: TopicSourceSettings) -> ConsumerConfig {
         var config = ConsumerConfig(groupId: settings.group)
         config.clientId = "\(pipeline.name).\(id)"
         config.autoOffsetReset = settings.start
         config.isolation = settings.isolation
         config.heartbeatIntervalMs = 500
-        // A poll is the unit of commit: after a crash at most the last two polls (the one in
-        // flight and the one whose commit was pending) are processed again. Large polls keep
-        // the group-commit wait (the sinks' flush) from capping throughput.
         config.maxPartitionFetchBytes = max(1024, settings.fetchBytes)
         config.maxPollBytes = max(1024, settings.fetchBytes) * 4
+        return config
+    }
+
+    private func runTopicSource(_ id: String, _ settings: TopicSourceSettings, _ graph: Graph) async throws {
+        let topic = try TopicName(settings.topic)
+        let config = consumerConfig(id, settings)
         // The commit of one poll (flush every sink, then commit its offsets) runs while the
         // next poll is processed; at most one is outstanding, and a revoke waits for it.
         let inFlight = CommitSlot()
@@ -231,13 +236,7 @@ public final class PipelineRunner: Sendable {
     /// still needs, and each sink skips what it already holds.
     private func runExactlyOnceTopicSource(_ id: String, _ settings: TopicSourceSettings, _ graph: Graph) async throws {
         let topic = try TopicName(settings.topic)
-        var config = ConsumerConfig(groupId: settings.group)
-        config.clientId = "\(pipeline.name).\(id)"
-        config.autoOffsetReset = settings.start
-        config.isolation = settings.isolation
-        config.heartbeatIntervalMs = 500
-        config.maxPartitionFetchBytes = max(1024, settings.fetchBytes)
-        config.maxPollBytes = max(1024, settings.fetchBytes) * 4
+        let config = consumerConfig(id, settings)
         let lanes = LaneTable()
         let consumerBox = Mutex<Consumer?>(nil)
         let prepare: @Sendable ([TopicPartition]) async -> Void = { parts in
