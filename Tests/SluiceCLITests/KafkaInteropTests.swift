@@ -205,4 +205,23 @@ import Testing
         #expect(r.status != 0)
         #expect(stop(server) == 0)
     }
+
+    @Test func badServeOptionsAreOneLineErrors() throws {
+        let bad = scratch.path + "/bad-users.txt"
+        try "alice:ok\nno-colon-here\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let cases: [([String], String)] = [
+            (["serve", "--kafka", "localhost"], "error: --kafka 'localhost' is not host:port\n"),
+            (["serve", "--max-request", "lots"], "error: --max-request 'lots' is not a size such as 100MiB\n"),
+            (["serve", "--kafka", "127.0.0.1:0", "--sasl-users", scratch.path + "/missing.txt"], "error: --sasl-users: cannot read \(scratch.path)/missing.txt\n"),
+            (["serve", "--kafka", "127.0.0.1:0", "--sasl-users", bad], "error: \(bad):2: expected user:password\n"),
+            (["serve", "--kafka", "127.0.0.1:0", "--tls-cert", bad], "error: --tls-cert and --tls-key go together\n"),
+        ]
+        for (args, message) in cases {
+            let r = try Sluice.run(args, data: data)
+            #expect(r.status == 1, "\(args): \(r.stderr)")
+            #expect(r.stderr == message, "\(args)")
+        }
+        let r = try Sluice.run(["serve", "--kafka", "127.0.0.1:0", "--tls-cert", bad, "--tls-key", bad], data: data)
+        #expect(r.status == 1 && r.stderr.hasPrefix("error: cannot use --tls-cert \(bad) / --tls-key \(bad): "), "\(r.stderr)")
+    }
 }

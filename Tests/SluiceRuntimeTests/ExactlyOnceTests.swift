@@ -199,6 +199,34 @@ private func input(_ broker: EmbeddedBroker, partitions: Int32, count: Int, keys
     }
 }
 
+@Suite(.serialized) struct FileManifestTests {
+    @Test func aFileShorterThanItsManifestOrABrokenManifestStopsWithAClearMessage() async throws {
+        try await withBroker { broker, dir in
+            let out = dir + "/m.jsonl"
+            try "{}\n".write(toFile: out, atomically: true, encoding: .utf8)
+            try #"{"offsets":{"input/0":5},"size":100}"#.write(toFile: out + ".manifest", atomically: true, encoding: .utf8)
+            let text = """
+            name: m
+            guarantee: exactly-once
+            topics:
+              input: { partitions: 1 }
+            sources:
+              in: { type: topic, topic: input }
+            sinks:
+              f: { type: file, inputs: [in], path: \(out), format: jsonl }
+            """
+            let pipeline = try PipelineLoader(environment: [:]).load(text: text, file: "m.yaml")
+            await #expect { try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run() } throws: { error in
+                "\(error)".contains("\(out) has 3 bytes but its manifest committed 100; committed output is missing, refusing to continue")
+            }
+            try "not json".write(toFile: out + ".manifest", atomically: true, encoding: .utf8)
+            await #expect { try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run() } throws: { error in
+                "\(error)".contains("\(out).manifest is not a valid manifest")
+            }
+        }
+    }
+}
+
 @Suite(.serialized) struct ExactlyOnceStateTests {
     @Test func dedupeStateSurvivesARestartThroughItsChangelog() async throws {
         try await withBroker { broker, _ in
