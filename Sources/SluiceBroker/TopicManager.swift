@@ -26,6 +26,8 @@ public final class TopicManager: Sendable {
     let logger: Logger
     private let state = Mutex<[TopicName: OpenTopic]>([:])
     private let creating = NSLock()
+    /// Topic ids by name, read from `<topic>/topic.id` on first use.
+    private let ids = Mutex<[TopicName: UUID]>([:])
 
     struct OpenTopic: Sendable {
         var config: TopicConfig
@@ -66,6 +68,7 @@ public final class TopicManager: Sendable {
                 log.close()
             }
             try writeMetadata(config, to: staging + "/topic.json")
+            try writeTopicId(UUID(), to: staging + "/topic.id")
             if FileManager.default.fileExists(atPath: final) {
                 throw BrokerError(.topicExists, "topic '\(name)' already exists")
             }
@@ -122,6 +125,7 @@ public final class TopicManager: Sendable {
         guard !directory.isReadOnly else { throw BrokerError(.dataDirectory, "cannot delete topics: the data directory is open read-only") }
         guard exists(name) else { throw unknownTopic(name) }
         let logs = state.withLock { $0.removeValue(forKey: name) }
+        _ = ids.withLock { $0.removeValue(forKey: name) }
         for log in logs?.logs.values.map({ $0 }) ?? [] { log.close() }
         let graveyard = directory.tmpPath + "/delete-\(name.rawValue)-\(getpid())-\(currentTimeMillis())"
         do {
@@ -132,6 +136,45 @@ public final class TopicManager: Sendable {
             throw BrokerError(.metadata, "cannot delete topic '\(name)': \(error)", cause: error)
         }
         logger.info("deleted topic \(name)")
+    }
+
+    // MARK: Topic ids
+
+    /// The topic's id (Kafka's topic UUID, used by Fetch v13+ and admin APIs): chosen at
+    /// random when the topic is created, so a topic deleted and created again gets a new one.
+    /// Topics created before ids existed are given one on first use.
+    public func topicId(_ name: TopicName) throws -> UUID {
+        if let id = ids.withLock({ $0[name] }) { return id }
+        guard exists(name) else { throw unknownTopic(name) }
+        let path = directory.topicPath(name) + "/topic.id"
+        let id: UUID
+        if let text = FileManager.default.contents(atPath: path).flatMap({ String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }),
+           let parsed = UUID(uuidString: text) {
+            id = parsed
+        } else if FileManager.default.fileExists(atPath: path) {
+            throw BrokerError(.metadata, "the id of topic '\(name)' at \(path) is not a UUID")
+        } else if directory.isReadOnly {
+            throw BrokerError(.metadata, "topic '\(name)' has no id yet and the data directory is open read-only")
+        } else {
+            creating.lock()
+            defer { creating.unlock() }
+            if let text = FileManager.default.contents(atPath: path).flatMap({ String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }),
+               let parsed = UUID(uuidString: text) {
+                id = parsed
+            } else {
+                id = UUID()
+                try writeTopicId(id, to: path)
+            }
+        }
+        ids.withLock { $0[name] = id }
+        return id
+    }
+
+    /// The topic with this id, if any.
+    public func topic(withId id: UUID) throws -> TopicName? {
+        if let hit = ids.withLock({ $0.first { $0.value == id }?.key }) { return hit }
+        for name in try list() where try topicId(name) == id { return name }
+        return nil
     }
 
     // MARK: Logs
@@ -243,6 +286,16 @@ public final class TopicManager: Sendable {
         } catch {
             throw BrokerError(.metadata, "the metadata of topic '\(name)' at \(path) is not valid JSON: \(error)")
         }
+    }
+
+    private func writeTopicId(_ id: UUID, to path: String) throws {
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data((id.uuidString.lowercased() + "\n").utf8)) else {
+            throw BrokerError(.metadata, "cannot write \(tmp): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); Glibc.close(fd) }
+        if rename(tmp, path) != 0 { throw BrokerError(.metadata, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
     }
 
     private func writeMetadata(_ config: TopicConfig, to path: String) throws {

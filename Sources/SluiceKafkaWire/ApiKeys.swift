@@ -32,32 +32,32 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
         switch self {
-        case .produce: 3...9
-        case .fetch: 4...12
-        case .listOffsets: 1...5
+        case .produce: 3...11
+        case .fetch: 4...16
+        case .listOffsets: 1...9
         case .metadata: 0...12
-        case .offsetCommit: 2...7
-        case .offsetFetch: 1...5
-        case .findCoordinator: 0...2
-        case .joinGroup: 0...5
-        case .heartbeat: 0...3
-        case .leaveGroup: 0...2
-        case .syncGroup: 0...3
-        case .describeGroups: 0...4
-        case .listGroups: 0...2
-        case .apiVersions: 0...3
-        case .createTopics: 0...4
-        case .deleteTopics: 0...3
-        case .initProducerId: 0...1
-        case .addPartitionsToTxn: 0...2
-        case .addOffsetsToTxn: 0...2
-        case .endTxn: 0...2
-        case .txnOffsetCommit: 0...2
+        case .offsetCommit: 2...9
+        case .offsetFetch: 1...9
+        case .findCoordinator: 0...5
+        case .joinGroup: 0...9
+        case .heartbeat: 0...4
+        case .leaveGroup: 0...5
+        case .syncGroup: 0...5
+        case .describeGroups: 0...5
+        case .listGroups: 0...5
+        case .apiVersions: 0...4
+        case .createTopics: 0...7
+        case .deleteTopics: 0...6
+        case .initProducerId: 0...5
+        case .addPartitionsToTxn: 0...3
+        case .addOffsetsToTxn: 0...4
+        case .endTxn: 0...4
+        case .txnOffsetCommit: 0...4
         case .saslHandshake: 0...1  // v0 is advertised (librdkafka looks for it); its raw-token mode is not served
-        case .saslAuthenticate: 0...1
-        case .describeConfigs: 0...3
-        case .createPartitions: 0...1
-        case .deleteGroups: 0...1
+        case .saslAuthenticate: 0...2
+        case .describeConfigs: 0...4
+        case .createPartitions: 0...3
+        case .deleteGroups: 0...2
         }
     }
 
@@ -118,6 +118,10 @@ public enum KafkaErrorCode {
     public static let kafkaStorageError: Int16 = 56
     public static let groupIdNotFound: Int16 = 69
     public static let nonEmptyGroup: Int16 = 68
+    public static let unstableOffsetCommit: Int16 = 88
+    public static let unknownTopicId: Int16 = 100
+    public static let invalidProducerEpoch: Int16 = 47
+    public static let producerFenced: Int16 = 90
     public static let unsupportedSaslMechanism: Int16 = 33
     public static let illegalSaslState: Int16 = 34
     public static let saslAuthenticationFailed: Int16 = 58

@@ -145,7 +145,7 @@ public final class KafkaRequestHandler: Sendable {
             case .describeGroups:
                 body = try await describeGroups(&r, v)
             case .listGroups:
-                body = await listGroups(v)
+                body = try await listGroups(&r, v)
             case .createTopics:
                 body = try await createTopics(&r, v)
             case .deleteTopics:
@@ -223,8 +223,12 @@ public final class KafkaRequestHandler: Sendable {
         if count >= 0 {
             var names: [String] = []
             for _ in 0..<count {
-                if v >= 10 { _ = try r.int64(); _ = try r.int64() }  // topic id: lookups by id are not served
-                if let name = try r.nullableString() { names.append(name) }
+                let id = v >= 10 ? try r.uuid() : KafkaUUID.zero
+                if let name = try r.nullableString() {
+                    names.append(name)
+                } else if id != KafkaUUID.zero {
+                    names.append(topicName(forId: id) ?? "")  // an unknown id: answered as an unknown topic
+                }
                 try r.taggedFields()
             }
             requested = names
@@ -267,7 +271,7 @@ public final class KafkaRequestHandler: Sendable {
         w.array(topics) { w, t in
             w.int16(t.1)
             w.string(t.0)
-            if v >= 10 { w.int64(0); w.int64(0) }  // topic id: none
+            if v >= 10 { w.uuid(t.1 == 0 ? topicId(t.0) : KafkaUUID.zero) }
             if v >= 1 { w.bool(t.0.hasPrefix("__")) }
             w.array(0..<Int(t.2)) { w, p in
                 w.int16(0)
@@ -379,17 +383,25 @@ public final class KafkaRequestHandler: Sendable {
     // MARK: Fetch
 
     private func fetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        _ = try r.int32()  // replica
+        if v < 15 { _ = try r.int32() }  // replica id (v15+: a tagged field)
         let maxWaitMs = try r.int32()
         let minBytes = try r.int32()
         let maxBytes = try r.int32()
         let isolation: IsolationLevel = try r.int8() == 1 ? .readCommitted : .readUncommitted
         if v >= 7 { _ = try r.int32(); _ = try r.int32() }  // fetch sessions: always full fetches
-        struct Wanted { var topic: String; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
+        struct Wanted { var topic: String; var topicId: KafkaUUID; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
         var wanted: [Wanted] = []
         let topicCount = try r.arrayCount()
         for _ in 0..<max(0, topicCount) {
-            let topic = try r.string()
+            // v13+ names topics by id; an unknown id is answered with UNKNOWN_TOPIC_ID.
+            var topicId = KafkaUUID.zero
+            let topic: String
+            if v >= 13 {
+                topicId = try r.uuid()
+                topic = topicName(forId: topicId) ?? ""
+            } else {
+                topic = try r.string()
+            }
             let partitionCount = try r.arrayCount()
             for _ in 0..<max(0, partitionCount) {
                 let p = try r.int32()
@@ -399,7 +411,7 @@ public final class KafkaRequestHandler: Sendable {
                 if v >= 5 { _ = try r.int64() }
                 let max = try r.int32()
                 try r.taggedFields()
-                wanted.append(Wanted(topic: topic, partition: p, offset: offset, maxBytes: max))
+                wanted.append(Wanted(topic: topic, topicId: topicId, partition: p, offset: offset, maxBytes: max))
             }
             try r.taggedFields()
         }
@@ -409,6 +421,10 @@ public final class KafkaRequestHandler: Sendable {
             var total = 0
             var out: [Outcome] = []
             for f in wanted {
+                if v >= 13 && f.topic.isEmpty {
+                    out.append(.error(KafkaErrorCode.unknownTopicId, hw: -1, logStart: -1))
+                    continue
+                }
                 do {
                     let tp = TopicPartition(try TopicName(f.topic), f.partition)
                     let handle = try broker.partition(tp)
@@ -434,15 +450,23 @@ public final class KafkaRequestHandler: Sendable {
         w.int32(0)  // throttle
         if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
         // Group partitions by topic, keeping the request's order.
-        var order: [String] = []
+        var order: [KafkaUUID] = []  // v13+: by topic id
+        var orderByName: [String] = []
         var byTopic: [String: [(Wanted, Outcome)]] = [:]
+        var byId: [KafkaUUID: [(Wanted, Outcome)]] = [:]
         for (f, o) in zip(wanted, outcomes) {
-            if byTopic[f.topic] == nil { order.append(f.topic) }
-            byTopic[f.topic, default: []].append((f, o))
+            if v >= 13 {
+                if byId[f.topicId] == nil { order.append(f.topicId) }
+                byId[f.topicId, default: []].append((f, o))
+            } else {
+                if byTopic[f.topic] == nil { orderByName.append(f.topic) }
+                byTopic[f.topic, default: []].append((f, o))
+            }
         }
-        w.array(order) { w, topic in
-            w.string(topic)
-            w.array(byTopic[topic]!) { w, item in
+        let groups: [(String, KafkaUUID, [(Wanted, Outcome)])] = v >= 13 ? order.map { ("", $0, byId[$0]!) } : orderByName.map { ($0, KafkaUUID.zero, byTopic[$0]!) }
+        w.array(groups) { w, group in
+            if v >= 13 { w.uuid(group.1) } else { w.string(group.0) }
+            w.array(group.2) { w, item in
                 w.int32(item.0.partition)
                 switch item.1 {
                 case .data(let d):
@@ -479,527 +503,54 @@ public final class KafkaRequestHandler: Sendable {
     private func listOffsets(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
         _ = try r.int32()  // replica
         let isolation: IsolationLevel = v >= 2 ? (try r.int8() == 1 ? .readCommitted : .readUncommitted) : .readUncommitted
-        var w = KafkaWriter(capacity: 256)
-        if v >= 2 { w.int32(0) }
-        let topicCount = try r.arrayCount()
-        w.arrayCount(max(0, topicCount))
-        for _ in 0..<max(0, topicCount) {
+        struct Query { var partition: Int32; var timestamp: Int64 }
+        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [Query]) in
             let name = try r.string()
-            w.string(name)
-            let partitionCount = try r.arrayCount()
-            w.arrayCount(max(0, partitionCount))
-            for _ in 0..<max(0, partitionCount) {
+            let partitions = try r.array { (r: inout KafkaReader) throws(WireError) -> Query in
                 let p = try r.int32()
-                if v >= 4 { _ = try r.int32() }
-                let timestamp = try r.int64()
-                w.int32(p)
+                if v >= 4 { _ = try r.int32() }  // current leader epoch
+                let q = Query(partition: p, timestamp: try r.int64())
+                try r.taggedFields()
+                return q
+            }
+            try r.taggedFields()
+            return (name, partitions)
+        }
+        try r.taggedFields()
+        var w = KafkaWriter(capacity: 256, flexible: r.flexible)
+        if v >= 2 { w.int32(0) }
+        w.array(topics) { w, t in
+            w.string(t.0)
+            w.array(t.1) { w, q in
+                w.int32(q.partition)
                 do {
-                    let handle = try broker.partition(TopicPartition(try TopicName(name), p))
+                    let handle = try broker.partition(TopicPartition(try TopicName(t.0), q.partition))
+                    var timestamp: Int64 = -1
                     let offset: Int64
-                    switch timestamp {
+                    switch q.timestamp {
                     case -1: offset = isolation == .readCommitted ? handle.lastStableOffset : handle.highWatermark  // latest
-                    case -2: offset = handle.logStartOffset  // earliest
-                    default: offset = ((try? handle.log.offset(forTimestamp: timestamp)) ?? nil) ?? -1
+                    case -2, -4: offset = handle.logStartOffset  // earliest; earliest local (all of the log is local)
+                    case -3:  // the record with the largest timestamp (v7+)
+                        timestamp = handle.log.maxTimestamp
+                        offset = timestamp < 0 ? -1 : ((try handle.log.offset(forTimestamp: timestamp)) ?? -1)
+                        if offset < 0 { timestamp = -1 }
+                    case -5: offset = -1  // last tiered offset: nothing is tiered
+                    default: offset = (try handle.log.offset(forTimestamp: q.timestamp)) ?? -1
                     }
                     w.int16(0)
-                    w.int64(-1)
+                    w.int64(timestamp)
                     w.int64(offset)
                 } catch {
                     w.int16(Self.code(error))
                     w.int64(-1)
                     w.int64(-1)
                 }
-                if v >= 4 { w.int32(0) }
+                if v >= 4 { w.int32(0) }  // leader epoch
+                w.taggedFields()
             }
+            w.taggedFields()
         }
-        return w
-    }
-
-    // MARK: Producer ids
-
-    private func initProducerId(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let transactionalId = try r.nullableString()
-        let timeout = try r.int32()
-        var w = KafkaWriter()
-        w.int32(0)
-        do {
-            let (pid, epoch) = try await broker.transactions.initProducerId(transactionalId: transactionalId, timeoutMs: Int64(timeout))
-            w.int16(0); w.int64(pid); w.int16(epoch)
-        } catch {
-            w.int16(Self.code(error)); w.int64(-1); w.int16(-1)
-        }
-        return w
-    }
-
-    // MARK: Groups
-
-    private func findCoordinator(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
-        _ = try r.string()
-        if v >= 1 { _ = try r.int8() }
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        w.int16(0)
-        if v >= 1 { w.string(nil) }
-        w.int32(Self.nodeId)
-        w.string(config.advertisedHost)
-        w.int32(config.advertisedPort)
-        return w
-    }
-
-    private func joinGroup(_ r: inout KafkaReader, _ v: Int16, clientId: String) async throws -> KafkaWriter {
-        let group = try r.string()
-        let session = try r.int32()
-        let rebalance = v >= 1 ? try r.int32() : session
-        let member = try r.string()
-        let instance = v >= 5 ? try r.nullableString() : nil
-        let protocolType = try r.string()
-        let protocols = try r.array { (r: inout KafkaReader) throws(WireError) -> GroupProtocol in
-            GroupProtocol(name: try r.string(), metadata: Array(try r.nullableBytes() ?? []))
-        }
-        var w = KafkaWriter()
-        if v >= 2 { w.int32(0) }
-        do {
-            let resp = try await broker.groups.join(JoinGroupRequest(groupId: group, memberId: member, groupInstanceId: instance, clientId: clientId, sessionTimeoutMs: session, rebalanceTimeoutMs: rebalance, protocolType: protocolType, protocols: protocols))
-            w.int16(0)
-            w.int32(resp.generation)
-            w.string(resp.protocolName ?? "")
-            w.string(resp.leader)
-            w.string(resp.memberId)
-            w.array(resp.isLeader ? resp.members : []) { w, m in
-                w.string(m.memberId)
-                if v >= 5 { w.string(m.groupInstanceId) }
-                w.bytes(m.metadata)
-            }
-        } catch {
-            w.int16(Self.code(error)); w.int32(-1); w.string(""); w.string(""); w.string(member); w.arrayCount(0)
-        }
-        return w
-    }
-
-    private func syncGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let group = try r.string()
-        let generation = try r.int32()
-        let member = try r.string()
-        let instance = v >= 3 ? try r.nullableString() : nil
-        let assignments = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [UInt8]) in
-            (try r.string(), Array(try r.nullableBytes() ?? []))
-        }
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        do {
-            let assignment = try await broker.groups.sync(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, assignments: Dictionary(assignments, uniquingKeysWith: { a, _ in a }))
-            w.int16(0)
-            w.bytes(assignment)
-        } catch {
-            w.int16(Self.code(error))
-            w.bytes([UInt8]())
-        }
-        return w
-    }
-
-    private func heartbeat(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let group = try r.string()
-        let generation = try r.int32()
-        let member = try r.string()
-        let instance = v >= 3 ? try r.nullableString() : nil
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        do {
-            try await broker.groups.heartbeat(groupId: group, generation: generation, memberId: member, groupInstanceId: instance)
-            w.int16(0)
-        } catch {
-            w.int16(Self.code(error))
-        }
-        return w
-    }
-
-    private func leaveGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let group = try r.string()
-        let member = try r.string()
-        await broker.groups.leave(groupId: group, memberId: member)
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        w.int16(0)
-        return w
-    }
-
-    private func offsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let group = try r.string()
-        let generation = try r.int32()
-        let member = try r.string()
-        let instance = v >= 7 ? try r.nullableString() : nil
-        if v >= 2 && v <= 4 { _ = try r.int64() }  // retention
-        var offsets: [TopicPartition: CommittedOffset] = [:]
-        var layout: [(String, [Int32])] = []
-        var invalid: Set<String> = []
-        let topicCount = try r.arrayCount()
-        for _ in 0..<max(0, topicCount) {
-            let name = try r.string()
-            var ps: [Int32] = []
-            let partitionCount = try r.arrayCount()
-            for _ in 0..<max(0, partitionCount) {
-                let p = try r.int32()
-                let offset = try r.int64()
-                if v >= 6 { _ = try r.int32() }
-                let metadata = try r.nullableString() ?? ""
-                ps.append(p)
-                if let t = try? TopicName(name) { offsets[TopicPartition(t, p)] = CommittedOffset(offset: offset, metadata: metadata) } else { invalid.insert(name) }
-            }
-            layout.append((name, ps))
-        }
-        var failure: Int16 = 0
-        do {
-            try await broker.groups.commit(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, offsets: offsets)
-        } catch {
-            failure = Self.code(error)
-        }
-        var w = KafkaWriter()
-        if v >= 3 { w.int32(0) }
-        w.array(layout) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, p in
-                w.int32(p)
-                w.int16(invalid.contains(t.0) ? KafkaErrorCode.invalidTopic : failure)
-            }
-        }
-        return w
-    }
-
-    private func offsetFetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let group = try r.string()
-        let count = try r.arrayCount()
-        let committed = await broker.groups.committedOffsets(groupId: group)
-        var wanted: [(String, [Int32])] = []
-        if count >= 0 {
-            for _ in 0..<count {
-                let name = try r.string()
-                wanted.append((name, try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }))
-            }
-        } else {
-            // All of the group's committed offsets.
-            var byTopic: [String: [Int32]] = [:]
-            for tp in committed.keys.sorted() { byTopic[tp.topic.rawValue, default: []].append(tp.partition) }
-            wanted = byTopic.keys.sorted().map { ($0, byTopic[$0]!) }
-        }
-        var w = KafkaWriter()
-        if v >= 3 { w.int32(0) }
-        w.array(wanted) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, p in
-                let c = (try? TopicName(t.0)).flatMap { committed[TopicPartition($0, p)] }
-                w.int32(p)
-                w.int64(c?.offset ?? -1)
-                if v >= 5 { w.int32(-1) }
-                w.string(c?.metadata ?? "")
-                w.int16(0)
-            }
-        }
-        if v >= 2 { w.int16(0) }
-        return w
-    }
-
-    private func describeGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
-        if v >= 3 { _ = try r.bool() }
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        w.arrayCount(groups.count)
-        for g in groups {
-            let d = await broker.groups.describe(groupId: g)
-            w.int16(0)
-            w.string(g)
-            w.string(d?.state.rawValue ?? "Dead")
-            w.string(d?.protocolType ?? "")
-            w.string(d?.protocolName ?? "")
-            w.array(d?.members ?? []) { w, m in
-                w.string(m.memberId)
-                if v >= 4 { w.string(m.groupInstanceId) }
-                w.string(m.clientId)
-                w.string("/127.0.0.1")
-                w.bytes(m.metadata)
-                w.bytes(m.assignment)
-            }
-            if v >= 3 { w.int32(Int32.min) }
-        }
-        return w
-    }
-
-    private func listGroups(_ v: Int16) async -> KafkaWriter {
-        let groups = await broker.groups.listGroups()
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        w.int16(0)
-        w.array(groups) { w, g in
-            w.string(g.groupId)
-            w.string(g.protocolType)
-        }
-        return w
-    }
-
-    // MARK: Topics
-
-    private func createTopics(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        struct Wanted { var name: String; var partitions: Int32; var configs: [(String, String?)] }
-        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> Wanted in
-            let name = try r.string()
-            let partitions = try r.int32()
-            _ = try r.int16()  // replication factor
-            _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in
-                let p = try r.int32()
-                _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }
-                return p
-            }
-            let configs = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, String?) in (try r.string(), try r.nullableString()) }
-            return Wanted(name: name, partitions: partitions, configs: configs)
-        }
-        _ = try r.int32()  // timeout
-        let validateOnly = v >= 1 ? try r.bool() : false
-        var w = KafkaWriter()
-        if v >= 2 { w.int32(0) }
-        w.arrayCount(topics.count)
-        for t in topics {
-            w.string(t.name)
-            var code: Int16 = 0
-            var message: String?
-            do {
-                let name = try TopicName(t.name)
-                guard t.partitions != 0 else { throw BrokerError(.invalidPartition, "a topic needs at least one partition") }
-                var config = TopicConfig(partitions: t.partitions > 0 ? t.partitions : 1)
-                for (key, value) in t.configs {
-                    switch key {
-                    case "retention.ms": if let v = value.flatMap(Int64.init) { config.retentionMs = v }
-                    case "sluice.flush": if let v = value { config.flush = v }
-                    default: break  // other Kafka configs are accepted and ignored
-                    }
-                }
-                if !validateOnly {
-                    if broker.topics.exists(name) { throw BrokerError(.topicExists, "topic '\(t.name)' already exists") }
-                    try broker.topics.create(name, config: config)
-                }
-            } catch let e as BrokerError {
-                code = e.code == .invalidPartition ? KafkaErrorCode.invalidPartitions : Self.code(e)
-                message = e.message
-            }
-            w.int16(code)
-            if v >= 1 { w.string(message) }
-        }
-        return w
-    }
-
-    private func deleteTopics(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let names = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
-        _ = try r.int32()
-        var w = KafkaWriter()
-        if v >= 1 { w.int32(0) }
-        w.arrayCount(names.count)
-        for n in names {
-            w.string(n)
-            do {
-                try broker.deleteTopic(try TopicName(n))
-                w.int16(0)
-            } catch {
-                w.int16(Self.code(error))
-            }
-        }
-        return w
-    }
-
-    // MARK: Transactions
-
-    private func addPartitionsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [Int32]) in
-            (try r.string(), try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() })
-        }
-        var tps: [TopicPartition] = []
-        var invalid = Set<String>()
-        for (name, parts) in topics {
-            guard let t = try? TopicName(name), broker.topics.exists(t) else { invalid.insert(name); continue }
-            for p in parts { tps.append(TopicPartition(t, p)) }
-        }
-        var code: Int16 = 0
-        if invalid.isEmpty {
-            do { try await broker.transactions.addPartitions(transactionalId: id, producerId: pid, epoch: epoch, partitions: tps) } catch { code = Self.code(error) }
-        }
-        var w = KafkaWriter()
-        w.int32(0)
-        w.array(topics) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, p in
-                w.int32(p)
-                // Kafka answers OPERATION_NOT_ATTEMPTED (55) for the valid partitions of a request with an invalid one.
-                w.int16(invalid.isEmpty ? code : (invalid.contains(t.0) ? KafkaErrorCode.unknownTopicOrPartition : 55))
-            }
-        }
-        return w
-    }
-
-    private func addOffsetsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let group = try r.string()
-        var w = KafkaWriter()
-        w.int32(0)
-        do {
-            try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: group)
-            w.int16(0)
-        } catch {
-            w.int16(Self.code(error))
-        }
-        return w
-    }
-
-    private func endTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let commit = try r.bool()
-        var w = KafkaWriter()
-        w.int32(0)
-        do {
-            try await broker.transactions.endTransaction(transactionalId: id, producerId: pid, epoch: epoch, commit: commit)
-            w.int16(0)
-        } catch {
-            w.int16(Self.code(error))
-        }
-        return w
-    }
-
-    private func txnOffsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let group = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        var offsets: [TopicPartition: CommittedOffset] = [:]
-        var layout: [(String, [Int32])] = []
-        let topicCount = try r.arrayCount()
-        for _ in 0..<max(0, topicCount) {
-            let name = try r.string()
-            var ps: [Int32] = []
-            let partitionCount = try r.arrayCount()
-            for _ in 0..<max(0, partitionCount) {
-                let p = try r.int32()
-                let offset = try r.int64()
-                if v >= 2 { _ = try r.int32() }
-                let metadata = try r.nullableString() ?? ""
-                ps.append(p)
-                if let t = try? TopicName(name) { offsets[TopicPartition(t, p)] = CommittedOffset(offset: offset, metadata: metadata) }
-            }
-            layout.append((name, ps))
-        }
-        var code: Int16 = 0
-        do { try await broker.transactions.txnOffsetCommit(transactionalId: id, producerId: pid, epoch: epoch, groupId: group, offsets: offsets) } catch { code = Self.code(error) }
-        var w = KafkaWriter()
-        w.int32(0)
-        w.array(layout) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, p in w.int32(p); w.int16(code) }
-        }
-        return w
-    }
-
-    // MARK: Admin
-
-    private func describeConfigs(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
-        struct Resource { var type: Int8; var name: String; var keys: [String]? }
-        let count = try r.arrayCount()
-        var resources: [Resource] = []
-        for _ in 0..<max(0, count) {
-            let type = try r.int8()
-            let name = try r.string()
-            let n = try r.arrayCount()
-            var keys: [String]?
-            if n >= 0 { keys = []; for _ in 0..<n { keys!.append(try r.string()) } }
-            resources.append(Resource(type: type, name: name, keys: keys))
-        }
-        var w = KafkaWriter()
-        w.int32(0)
-        w.arrayCount(resources.count)
-        for res in resources {
-            var entries: [(String, String)] = []
-            var code: Int16 = 0
-            var message: String?
-            switch res.type {
-            case 2:  // topic
-                do {
-                    let c = try broker.topics.config(try TopicName(res.name))
-                    entries = [("cleanup.policy", "delete"), ("retention.ms", "\(c.retentionMs)"), ("retention.bytes", "\(c.retentionBytes)"),
-                               ("segment.bytes", "\(c.segmentBytes)"), ("segment.ms", "\(c.segmentMs)"), ("flush.ms", "\(c.flushIntervalMs)"),
-                               ("sluice.flush", c.flush), ("compression.type", "producer")]
-                } catch {
-                    code = Self.code(error); message = "\(error)"
-                }
-            case 4:  // broker
-                entries = [("num.partitions", "\(config.autoCreatePartitions)"), ("auto.create.topics.enable", config.autoCreatePartitions > 0 ? "true" : "false"),
-                           ("message.max.bytes", "\(config.maxRequestBytes)"), ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(config.advertisedPort)")]
-            default:
-                code = KafkaErrorCode.invalidRequest; message = "resource type \(res.type) is not supported"
-            }
-            if let keys = res.keys, !keys.isEmpty { entries = entries.filter { keys.contains($0.0) } }
-            w.int16(code)
-            w.string(message)
-            w.int8(res.type)
-            w.string(res.name)
-            w.array(entries) { w, e in
-                w.string(e.0)
-                w.string(e.1)
-                w.bool(true)  // read-only over the wire
-                if v == 0 { w.bool(false) } else { w.int8(res.type == 2 ? 1 : 4) }  // source: topic / static broker config
-                w.bool(false)  // sensitive
-                if v >= 1 { w.arrayCount(0) }
-                if v >= 3 { w.int8(e.1.allSatisfy(\.isNumber) ? 5 : 2); w.string(nil) }  // LONG or STRING
-            }
-        }
-        return w
-    }
-
-    private func createPartitions(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        struct Wanted { var name: String; var count: Int32 }
-        let n = try r.arrayCount()
-        var wanted: [Wanted] = []
-        for _ in 0..<max(0, n) {
-            let name = try r.string()
-            let count = try r.int32()
-            let assignments = try r.arrayCount()
-            for _ in 0..<max(0, assignments) { _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() } }
-            wanted.append(Wanted(name: name, count: count))
-        }
-        _ = try r.int32()
-        let validateOnly = try r.bool()
-        var w = KafkaWriter()
-        w.int32(0)
-        w.arrayCount(wanted.count)
-        for t in wanted {
-            w.string(t.name)
-            do {
-                let name = try TopicName(t.name)
-                let current = try broker.partitionCount(name)
-                guard t.count > current else {
-                    throw BrokerError(.invalidPartition, "topic '\(t.name)' has \(current) partitions; the new count must be larger")
-                }
-                if !validateOnly { try await broker.addPartitions(name, total: t.count) }
-                w.int16(0); w.string(nil)
-            } catch let e as BrokerError where e.code == .invalidPartition {
-                w.int16(KafkaErrorCode.invalidPartitions); w.string(e.message)
-            } catch {
-                w.int16(Self.code(error)); w.string("\(error)")
-            }
-        }
-        return w
-    }
-
-    private func deleteGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
-        var w = KafkaWriter()
-        w.int32(0)
-        w.arrayCount(groups.count)
-        for g in groups {
-            w.string(g)
-            do { try await broker.groups.deleteGroup(g); w.int16(0) } catch { w.int16(Self.code(error)) }
-        }
+        w.taggedFields()
         return w
     }
 
@@ -1022,7 +573,8 @@ public final class KafkaRequestHandler: Sendable {
 
     private func saslAuthenticate(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
         let token = Array(try r.nullableBytes() ?? [])
-        var w = KafkaWriter()
+        try r.taggedFields()
+        var w = KafkaWriter(flexible: r.flexible)
         if let users = config.sasl {
             switch users.authenticate(token, state: &sasl) {
             case .success(let reply):
@@ -1038,6 +590,20 @@ public final class KafkaRequestHandler: Sendable {
             sasl.closeAfterResponse = true
         }
         if v >= 1 { w.int64(0) }
+        w.taggedFields()
         return w
+    }
+
+    // MARK: Topic ids
+
+    /// The topic's id, or the zero id when it has none (unknown topic).
+    func topicId(_ name: String) -> KafkaUUID {
+        guard let topic = try? TopicName(name), let id = try? broker.topics.topicId(topic) else { return KafkaUUID.zero }
+        return id
+    }
+
+    func topicName(forId id: KafkaUUID) -> String? {
+        guard id != KafkaUUID.zero else { return nil }
+        return (try? broker.topics.topic(withId: id))??.rawValue
     }
 }

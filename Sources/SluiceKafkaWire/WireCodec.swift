@@ -3,6 +3,15 @@
 // flexible versions their compact forms (unsigned-varint length + 1) and tagged fields.
 // One reader and one writer serve every message; `flexible` picks the encodings.
 
+import Foundation
+
+/// Kafka's uuid type (topic ids): 16 bytes, all zero for "none".
+public typealias KafkaUUID = UUID
+
+extension UUID {
+    static let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+}
+
 /// A malformed request: what was expected and where.
 public struct WireError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -119,6 +128,14 @@ public struct KafkaReader: Sendable {
         return out
     }
 
+    public mutating func uuid() throws(WireError) -> KafkaUUID {
+        try need(16, "a uuid")
+        defer { position += 16 }
+        let b = bytes, p = position
+        return UUID(uuid: (b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7],
+                           b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14], b[p + 15]))
+    }
+
     /// Skips the tagged fields of a flexible struct (none are understood here).
     public mutating func taggedFields() throws(WireError) {
         guard flexible else { return }
@@ -185,6 +202,10 @@ public struct KafkaWriter: Sendable {
     public mutating func array<C: Collection>(_ items: C, _ element: (inout KafkaWriter, C.Element) -> Void) {
         arrayCount(items.count)
         for item in items { element(&self, item) }
+    }
+
+    public mutating func uuid(_ id: KafkaUUID) {
+        withUnsafeBytes(of: id.uuid) { bytes.append(contentsOf: $0) }
     }
 
     /// An empty tagged-field section (flexible versions only).

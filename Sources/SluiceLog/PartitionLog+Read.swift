@@ -193,6 +193,11 @@ extension PartitionLog {
         return LogError(.corruptBatch, message, file: plan.segment.logPath, offset: offset)
     }
 
+    /// The largest record timestamp in the log (-1 when empty): ListOffsets' MAX_TIMESTAMP.
+    public var maxTimestamp: Int64 {
+        state.withLock { s in s.segments.filter { $0.size > 0 }.map(\.maxTimestamp).max() ?? -1 }
+    }
+
     /// The earliest offset whose record timestamp is at or after `timestamp`, or nil when
     /// every record is older (Kafka's ListOffsets by time).
     public func offset(forTimestamp timestamp: Int64) throws -> Int64? {

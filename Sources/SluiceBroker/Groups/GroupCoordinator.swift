@@ -391,6 +391,18 @@ public actor GroupCoordinator {
         try await offsets.commit(groupId, committed)
     }
 
+    /// A transactional offset commit that names the consuming member (TxnOffsetCommit v3+,
+    /// KIP-447) must come from a current member at the current generation, so a producer
+    /// whose consumer lost its partitions in a rebalance is fenced. Without a member and
+    /// generation (a producer outside the group) nothing is checked.
+    public func checkTransactionalCommit(groupId: String, memberId: String, groupInstanceId: String?, generation: Int32) throws {
+        guard generation >= 0 || !memberId.isEmpty else { return }
+        guard let group = groups[groupId], !group.members.isEmpty else {
+            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'; it may have been removed after its session timed out")
+        }
+        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
+    }
+
     /// Applies offsets of a committed transaction (already fenced by the transaction coordinator).
     func commitTransactional(groupId: String, offsets committed: [TopicPartition: CommittedOffset]) async throws {
         try await offsets.commit(groupId, committed)

@@ -215,6 +215,18 @@ public actor TransactionCoordinator {
         transactions[id] = meta
     }
 
+    /// Partitions of `groupId` whose committed offset an unfinished transaction will change
+    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for these).
+    public func pendingOffsetPartitions(groupId: String) -> Set<TopicPartition> {
+        var out: Set<TopicPartition> = []
+        for meta in transactions.values where meta.state == .ongoing || meta.state == .prepareCommit {
+            for o in meta.pendingOffsets[groupId] ?? [] {
+                if let t = try? TopicName(o.topic) { out.insert(TopicPartition(t, o.partition)) }
+            }
+        }
+        return out
+    }
+
     /// Commits or aborts. Durable once this returns; a retry of a finished end is a no-op.
     public func endTransaction(transactionalId id: String, producerId: Int64, epoch: Int16, commit: Bool) async throws {
         if let meta = transactions[id], meta.producerId == producerId, meta.epoch == epoch {
