@@ -100,7 +100,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceKafkaWireTests",
-            dependencies: ["SluiceKafkaWire", "SluiceBroker", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SluiceKafkaWire", "SluiceBroker", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "SluiceCLITests",

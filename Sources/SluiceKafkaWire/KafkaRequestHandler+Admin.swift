@@ -25,7 +25,7 @@ extension KafkaRequestHandler {
         }
         _ = try r.int32()  // timeout
         let validateOnly = v >= 1 ? try r.bool() : false
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 2 { w.int32(0) }
         w.arrayCount(topics.count)
@@ -91,7 +91,7 @@ extension KafkaRequestHandler {
             wanted = try r.array { (r: inout KafkaReader) throws(WireError) -> (name: String?, id: KafkaUUID) in (name: try r.string(), id: KafkaUUID.zero) }
         }
         _ = try r.int32()
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 1 { w.int32(0) }
         w.arrayCount(wanted.count)
@@ -135,7 +135,7 @@ extension KafkaRequestHandler {
         }
         _ = try r.int32()
         let validateOnly = try r.bool()
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         w.arrayCount(wanted.count)
@@ -181,7 +181,7 @@ extension KafkaRequestHandler {
         }
         if v >= 1 { _ = try r.bool() }  // include synonyms: there are none
         if v >= 3 { _ = try r.bool() }  // include documentation: none is sent
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         w.arrayCount(resources.count)

@@ -29,7 +29,7 @@ extension KafkaRequestHandler {
         }
         _ = try r.string()
         if v >= 1 { _ = try r.int8() }
-        try r.taggedFields()
+        try r.finish()
         if v >= 1 { w.int32(0) }
         w.int16(0)
         if v >= 1 { w.string(nil) }
@@ -53,7 +53,7 @@ extension KafkaRequestHandler {
             return p
         }
         let reason = v >= 8 ? try r.nullableString() : nil
-        try r.taggedFields()
+        try r.finish()
         if let reason { logger.debug("member \(member.isEmpty ? "(new)" : member) joins \(group): \(reason)") }
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 2 { w.int32(0) }
@@ -97,7 +97,7 @@ extension KafkaRequestHandler {
             try r.taggedFields()
             return a
         }
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 1 { w.int32(0) }
         do {
@@ -123,7 +123,7 @@ extension KafkaRequestHandler {
         let generation = try r.int32()
         let member = try r.string()
         let instance = v >= 3 ? try r.nullableString() : nil
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 1 { w.int32(0) }
         do {
@@ -141,6 +141,7 @@ extension KafkaRequestHandler {
         var w = KafkaWriter(flexible: r.flexible)
         guard v >= 3 else {
             let member = try r.string()
+            try r.finish()
             await broker.groups.leave(groupId: group, memberId: member)
             if v >= 1 { w.int32(0) }
             w.int16(0)
@@ -153,7 +154,7 @@ extension KafkaRequestHandler {
             try r.taggedFields()
             return m
         }
-        try r.taggedFields()
+        try r.finish()
         for (member, instance) in members { await broker.groups.leave(groupId: group, memberId: member, groupInstanceId: instance) }
         w.int32(0)
         w.int16(0)
@@ -174,7 +175,7 @@ extension KafkaRequestHandler {
         let instance = v >= 7 ? try r.nullableString() : nil
         if v >= 2 && v <= 4 { _ = try r.int64() }  // retention
         let request = try readCommittedOffsets(&r, leaderEpoch: v >= 6)
-        try r.taggedFields()
+        try r.finish()
         var failure: Int16 = 0
         do {
             try await broker.groups.commit(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, offsets: request.offsets)
@@ -215,7 +216,7 @@ extension KafkaRequestHandler {
             queries.append(GroupQuery(group: group, topics: try topics(&r)))
         }
         let requireStable = v >= 7 ? try r.bool() : false
-        try r.taggedFields()
+        try r.finish()
 
         struct Answer { var topics: [(String, [(Int32, CommittedOffset?, Int16)])] }
         var answers: [Answer] = []
@@ -274,7 +275,7 @@ extension KafkaRequestHandler {
     func describeGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
         if v >= 3 { _ = try r.bool() }
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if v >= 1 { w.int32(0) }
         w.arrayCount(groups.count)
@@ -306,7 +307,7 @@ extension KafkaRequestHandler {
         var types: Set<String> = []
         if v >= 4 { states = Set(try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }.map { $0.lowercased() }) }
         if v >= 5 { types = Set(try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }.map { $0.lowercased() }) }
-        try r.taggedFields()
+        try r.finish()
         // Every group here uses the classic protocol.
         let groups = await broker.groups.listGroups().filter { g in
             (states.isEmpty || states.contains(g.state.rawValue.lowercased())) && (types.isEmpty || types.contains("classic"))
@@ -327,7 +328,7 @@ extension KafkaRequestHandler {
 
     func deleteGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         w.arrayCount(groups.count)

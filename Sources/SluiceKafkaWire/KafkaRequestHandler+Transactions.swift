@@ -17,7 +17,7 @@ extension KafkaRequestHandler {
         // v3+ names the producer id and epoch to resume (KIP-360); a new id or epoch is issued
         // either way, which such clients accept.
         if v >= 3 { _ = try r.int64(); _ = try r.int16() }
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         do {
@@ -39,7 +39,7 @@ extension KafkaRequestHandler {
             try r.taggedFields()
             return t
         }
-        try r.taggedFields()
+        try r.finish()
         var tps: [TopicPartition] = []
         var invalid = Set<String>()
         for (name, parts) in topics {
@@ -63,7 +63,7 @@ extension KafkaRequestHandler {
         let pid = try r.int64()
         let epoch = try r.int16()
         let group = try r.string()
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         do {
@@ -81,7 +81,7 @@ extension KafkaRequestHandler {
         let pid = try r.int64()
         let epoch = try r.int16()
         let commit = try r.bool()
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         w.int32(0)
         do {
@@ -102,7 +102,7 @@ extension KafkaRequestHandler {
         var member: (generation: Int32, id: String, instance: String?) = (-1, "", nil)
         if v >= 3 { member = (try r.int32(), try r.string(), try r.nullableString()) }
         let request = try readCommittedOffsets(&r, leaderEpoch: v >= 2)
-        try r.taggedFields()
+        try r.finish()
         var code: Int16 = 0
         do {
             try await broker.groups.checkTransactionalCommit(groupId: group, memberId: member.id, groupInstanceId: member.instance, generation: member.generation)

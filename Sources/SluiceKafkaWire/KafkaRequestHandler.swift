@@ -169,6 +169,11 @@ public final class KafkaRequestHandler: Sendable {
             case .txnOffsetCommit:
                 body = try await txnOffsetCommit(&r, v)
             }
+            // Every field of the version was read; anything left means the request does not
+            // match the version it claims.
+            guard r.remaining == 0 else {
+                throw ProtocolViolation(description: "\(r.remaining) bytes left over after the \(api) v\(v) request")
+            }
             return frameResponse(header, flexibleHeader: flexible, capacity: body.bytes.count + 9) { $0.bytes += body.bytes }
         } catch let e as WireError {
             throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
@@ -235,6 +240,9 @@ public final class KafkaRequestHandler: Sendable {
         }
         if v == 0 && requested?.isEmpty == true { requested = nil }  // v0: empty means all
         let autoCreate = v >= 4 ? try r.bool() : true
+        if v >= 8 && v <= 10 { _ = try r.bool() }  // include cluster authorized operations
+        if v >= 8 { _ = try r.bool() }  // include topic authorized operations
+        try r.finish()
         var w = KafkaWriter(capacity: 1024, flexible: ApiKey.metadata.isFlexible(v))
         if v >= 3 { w.int32(0) }
         w.arrayCount(1)
@@ -300,15 +308,21 @@ public final class KafkaRequestHandler: Sendable {
         struct PartitionResult { var index: Int32; var error: Int16; var baseOffset: Int64; var logStart: Int64; var message: String? }
         var results: [(String, [PartitionResult])] = []
         var durable: [(PartitionHandle, Int64)] = []
-        let topicCount = try r.arrayCount()
-        for _ in 0..<max(0, topicCount) {
+        // The whole request is read before anything is appended.
+        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [(Int32, ArraySlice<UInt8>?)]) in
             let name = try r.string()
-            var parts: [PartitionResult] = []
-            let partitionCount = try r.arrayCount()
-            for _ in 0..<max(0, partitionCount) {
-                let index = try r.int32()
-                let records = try r.nullableBytes()
+            let partitions = try r.array { (r: inout KafkaReader) throws(WireError) -> (Int32, ArraySlice<UInt8>?) in
+                let p = (try r.int32(), try r.nullableBytes())
                 try r.taggedFields()
+                return p
+            }
+            try r.taggedFields()
+            return (name, partitions)
+        }
+        try r.finish()
+        for (name, partitions) in topics {
+            var parts: [PartitionResult] = []
+            for (index, records) in partitions {
                 var result = PartitionResult(index: index, error: 0, baseOffset: -1, logStart: -1, message: nil)
                 guard acks == 0 || acks == 1 || acks == -1 else {
                     result.error = KafkaErrorCode.invalidRequiredAcks
@@ -351,7 +365,6 @@ public final class KafkaRequestHandler: Sendable {
                 }
                 parts.append(result)
             }
-            try r.taggedFields()
             results.append((name, parts))
         }
         _ = transactionalId
@@ -415,7 +428,17 @@ public final class KafkaRequestHandler: Sendable {
             }
             try r.taggedFields()
         }
-        // Forgotten topics and rack id are not needed: every fetch here is a full fetch.
+        // Forgotten topics and the rack id change nothing here: every fetch is a full fetch.
+        if v >= 7 {
+            let forgotten = try r.arrayCount()
+            for _ in 0..<max(0, forgotten) {
+                if v >= 13 { _ = try r.uuid() } else { _ = try r.string() }
+                _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }
+                try r.taggedFields()
+            }
+        }
+        if v >= 11 { _ = try r.string() }
+        try r.finish()
         enum Outcome { case data(FetchedData), error(Int16, hw: Int64, logStart: Int64) }
         func readAll() -> (outcomes: [Outcome], bytes: Int) {
             var total = 0
@@ -516,7 +539,7 @@ public final class KafkaRequestHandler: Sendable {
             try r.taggedFields()
             return (name, partitions)
         }
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(capacity: 256, flexible: r.flexible)
         if v >= 2 { w.int32(0) }
         w.array(topics) { w, t in
@@ -558,6 +581,7 @@ public final class KafkaRequestHandler: Sendable {
 
     private func saslHandshake(_ r: inout KafkaReader, sasl: inout SASLState) throws -> KafkaWriter {
         let mechanism = try r.string()
+        try r.finish()
         var w = KafkaWriter()
         if config.sasl == nil {
             w.int16(KafkaErrorCode.illegalSaslState)
@@ -573,7 +597,7 @@ public final class KafkaRequestHandler: Sendable {
 
     private func saslAuthenticate(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
         let token = Array(try r.nullableBytes() ?? [])
-        try r.taggedFields()
+        try r.finish()
         var w = KafkaWriter(flexible: r.flexible)
         if let users = config.sasl {
             switch users.authenticate(token, state: &sasl) {

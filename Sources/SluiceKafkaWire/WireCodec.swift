@@ -9,7 +9,7 @@ import Foundation
 public typealias KafkaUUID = UUID
 
 extension UUID {
-    static let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    public static let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 }
 
 /// A malformed request: what was expected and where.
@@ -134,6 +134,14 @@ public struct KafkaReader: Sendable {
         let b = bytes, p = position
         return UUID(uuid: (b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7],
                            b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14], b[p + 15]))
+    }
+
+    /// Ends a request before anything is done with it: the top-level tagged fields (flexible
+    /// versions), then no byte may be left; leftovers mean the request is not the version it
+    /// claims to be.
+    public mutating func finish() throws(WireError) {
+        try taggedFields()
+        guard remaining == 0 else { throw WireError(message: "\(remaining) bytes left over after the last field", position: position) }
     }
 
     /// Skips the tagged fields of a flexible struct (none are understood here).

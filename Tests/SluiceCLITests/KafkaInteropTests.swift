@@ -26,6 +26,37 @@ import Testing
         return (p, port)
     }
 
+    /// Starts `sluice serve` behind scripts/interop/wire_capture.py: the server advertises the
+    /// relay's port, so every connection the clients make passes through it and each request
+    /// and response lands in `capture`. `port` is the relay's.
+    func serveRecorded() throws -> (server: LiveProcess, relay: LiveProcess, port: Int, capture: String) {
+        let upstream = HTTPSourceTests.freePort()
+        var relayPort = HTTPSourceTests.freePort()
+        while relayPort == upstream { relayPort = HTTPSourceTests.freePort() }
+        let capture = scratch.path + "/capture-\(relayPort).jsonl"
+        let server = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(upstream)", "--advertise", "127.0.0.1:\(relayPort)", "--data", data, "--log-level", "info"])
+        let relay = try LiveProcess(["python3", "\(PipelineCLITests.repo)/scripts/interop/wire_capture.py", "--listen", "\(relayPort)", "--upstream", "127.0.0.1:\(upstream)", "--out", capture], executable: "/usr/bin/env")
+        let deadline = Date().addingTimeInterval(20)
+        while !(server.stderrText.contains("Kafka listener on") && relay.stderrText.contains("listening")), Date() < deadline { usleep(20_000) }
+        #expect(server.stderrText.contains("Kafka listener on 127.0.0.1:" + String(upstream)), "\(server.stderrText)")
+        #expect(relay.stderrText.contains("listening"), "\(relay.stderrText)")
+        return (server, relay, relayPort, capture)
+    }
+
+    /// Decodes every recorded request and response with kafka-python's classes (generated from
+    /// Kafka's message definitions; each response must re-encode to Sluice's exact bytes) and
+    /// checks the highest version each client used per API.
+    func checkCapture(_ capture: String, expect: [String]) throws {
+        let r = try sh("python3 \(PipelineCLITests.repo)/scripts/interop/check_capture.py \(capture) --expect \(expect.joined(separator: " "))")
+        print(r.output)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("ok decoded"), "\(r.output)")
+        for e in expect {
+            let parts = e.split(separator: ":")[1].split(separator: "=")
+            #expect(r.output.contains("ok \(e.split(separator: ":")[0]) \(parts[0]) v\(parts[1])"), "\(e)")
+        }
+    }
+
     func stop(_ p: LiveProcess) -> Int32 {
         kill(p.process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(15)
@@ -35,7 +66,8 @@ import Testing
     }
 
     @Test func kcatProducesAndConsumesKeysHeadersAndEveryCompression() throws {
-        let (server, port) = try serve()
+        let (server, relay, port, capture) = try serveRecorded()
+        defer { relay.kill9() }
         let b = "127.0.0.1:\(port)"
         var r = try sh("printf 'k1:hello\\nk2:world\\nk1:again\\n' | kcat -b \(b) -t plain -P -K: -H origin=kcat")
         #expect(r.status == 0, "\(r.output)")
@@ -56,6 +88,10 @@ import Testing
         // A balanced consumer group: kcat -G commits what it read.
         r = try sh("timeout 30 kcat -b \(b) -G readers -X auto.offset.reset=earliest -e -q -f '%s\\n' plain")
         #expect(r.output.split(separator: "\n").count == 3, "\(r.output)")
+        // librdkafka 2.0 (Debian's, under kcat) used the highest versions it knows.
+        try checkCapture(capture, expect: ["rdkafka:ApiVersions=3", "rdkafka:Metadata=4", "rdkafka:Produce=7", "rdkafka:Fetch=11", "rdkafka:ListOffsets=2",
+                                           "rdkafka:FindCoordinator=2", "rdkafka:JoinGroup=5", "rdkafka:SyncGroup=3", "rdkafka:Heartbeat=3",
+                                           "rdkafka:OffsetCommit=7", "rdkafka:OffsetFetch=7", "rdkafka:LeaveGroup=1"])
         #expect(stop(server) == 0, "sluice serve exits 0 on SIGTERM: \(server.stderrText)")
         // In-process readers decompress what the clients compressed.
         let local = try Sluice.run(["consume", "packed"], data: data)
@@ -68,7 +104,8 @@ import Testing
     }
 
     @Test func confluentKafkaIdempotenceGroupsAndTransactions() throws {
-        let (server, port) = try serve()
+        let (server, relay, port, capture) = try serveRecorded()
+        defer { relay.kill9() }
         let keys = scratch.path + "/keys.txt"
         let r = try sh("timeout 240 python3 \(PipelineCLITests.repo)/scripts/interop/confluent_check.py --bootstrap 127.0.0.1:\(port) --keys-out \(keys) | grep -v '^%'")
         print(r.output)
@@ -76,6 +113,12 @@ import Testing
         for line in ["ok idempotent", "ok groups: three members own two partitions each", "ok groups: a member left, its partitions moved, all 600 records were read", "ok groups: committed offsets fetched back", "ok transactions"] {
             #expect(r.output.contains(line), "missing '\(line)'")
         }
+        // The librdkafka bundled with confluent-kafka (2.6) used the highest versions it knows,
+        // Fetch by topic id (v13+) included.
+        try checkCapture(capture, expect: ["rdkafka:ApiVersions=3", "rdkafka:Metadata=12", "rdkafka:Produce=10", "rdkafka:Fetch=16", "rdkafka:ListOffsets=7",
+                                           "rdkafka:FindCoordinator=2", "rdkafka:JoinGroup=5", "rdkafka:SyncGroup=3", "rdkafka:Heartbeat=3", "rdkafka:LeaveGroup=1",
+                                           "rdkafka:OffsetCommit=9", "rdkafka:OffsetFetch=9", "rdkafka:CreateTopics=4", "rdkafka:InitProducerId=4",
+                                           "rdkafka:AddPartitionsToTxn=0", "rdkafka:AddOffsetsToTxn=0", "rdkafka:EndTxn=1", "rdkafka:TxnOffsetCommit=3"])
         #expect(stop(server) == 0)
         // librdkafka's murmur2 partitioner put each key where Sluice's own (Java's) partitioner does.
         let placed = try String(contentsOfFile: keys, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
@@ -93,14 +136,22 @@ import Testing
     }
 
     @Test func kafkaPythonAdminProduceConsumeGroups() throws {
-        let (server, port) = try serve()
+        let (server, relay, port, capture) = try serveRecorded()
+        defer { relay.kill9() }
         let r = try sh("timeout 120 python3 \(PipelineCLITests.repo)/scripts/interop/kafka_python_check.py 127.0.0.1:\(port)")
         print(r.output)
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("ok produce/consume/groups: 90 records with headers"))
-        for line in ["ok admin: described the topic's configs", "ok admin: grew the topic to 5 partitions", "ok admin: deleted the consumer group", "ok admin: deleted kp-"] {
+        for line in ["ok admin: described the topic's configs", "ok admin: grew the topic to 5 partitions", "ok admin: described the group, listed it by state",
+                     "ok admin: deleted the consumer group", "ok admin: deleted kp-"] {
             #expect(r.output.contains(line), "missing '\(line)'")
         }
+        // kafka-python 3.0 (its classes follow Kafka 4.x's definitions; the versions below are
+        // what it picks, capped where its own code caps them).
+        try checkCapture(capture, expect: ["kafka:ApiVersions=4", "kafka:Metadata=12", "kafka:Produce=9", "kafka:Fetch=12", "kafka:ListOffsets=9",
+                                           "kafka:FindCoordinator=5", "kafka:JoinGroup=7", "kafka:SyncGroup=5", "kafka:Heartbeat=4", "kafka:LeaveGroup=5",
+                                           "kafka:OffsetCommit=8", "kafka:OffsetFetch=8", "kafka:DescribeGroups=5", "kafka:ListGroups=5", "kafka:DeleteGroups=2",
+                                           "kafka:CreateTopics=7", "kafka:DeleteTopics=6", "kafka:CreatePartitions=3", "kafka:DescribeConfigs=4", "kafka:InitProducerId=4"])
         #expect(stop(server) == 0)
     }
 

@@ -68,7 +68,7 @@ final class Scratch: Sendable {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// A running `sluice` process with pipes to its stdin and stdout, for tests that kill it.
+/// A running `sluice` process (or a helper script) with pipes to its stdin and stdout, for tests that kill it.
 final class LiveProcess: @unchecked Sendable {
     // `process` and the pipes are set once in init; `acked` is guarded by its mutex.
     let process = Process()
@@ -78,10 +78,10 @@ final class LiveProcess: @unchecked Sendable {
     private let acked = AckCounter()
     private let reader: Thread
 
-    init(_ args: [String]) throws {
+    init(_ args: [String], executable: String = Sluice.binary) throws {
         errorFile = NSTemporaryDirectory() + "sluice-live-\(UUID().uuidString).err"
         _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
-        process.executableURL = URL(fileURLWithPath: Sluice.binary)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
         process.standardInput = input
         process.standardOutput = output

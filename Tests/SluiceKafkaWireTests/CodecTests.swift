@@ -78,7 +78,7 @@ import Testing
             #expect(try r.int16() == 0)
             let n = try r.arrayCount()
             #expect(n == ApiKey.allCases.count)
-            #expect(try r.int16() == 0 && r.int16() == 3 && r.int16() == 9, "Produce 3...9 first")
+            #expect(try r.int16() == 0 && r.int16() == 3 && r.int16() == 11, "Produce 3...11 first")
             // v3: flexible body (compact array, tagged fields) but a v0 response header.
             var body = KafkaWriter(flexible: true)
             body.string("kcat"); body.string("1.7"); body.taggedFields()

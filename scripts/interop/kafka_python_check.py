@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Interop checks with kafka-python against a running `sluice serve`: topic admin
-(create, list, describe configs, add partitions, delete, delete groups), keyed produce with acks=all, consume in a group with commits, and a
+(create, list, describe configs, add partitions, delete; describe, list by state, fetch offsets
+of and delete groups), keyed produce with acks=all, consume in a group with commits, and a
 second group run that continues from the committed offsets. Exits 1 at the first failure."""
 import sys
 import uuid
@@ -68,6 +69,17 @@ def main():
     if parts != {0, 1, 2, 3, 4}:
         fail(f"admin: after create_partitions the topic has {parts}")
     print("ok admin: grew the topic to 5 partitions")
+    described = str(admin.describe_groups([group]))
+    if group not in described or "Empty" not in described:
+        fail(f"admin: describe_groups did not describe the (now empty) group: {described[:300]}")
+    listed = admin.list_group_offsets({group: None, group + "-none": None})
+    offsets = listed.get(group, {})
+    if sum(o.offset for o in offsets.values()) != 90 or listed.get(group + "-none"):
+        fail(f"admin: list_group_offsets for two groups at once gave {listed}")
+    empty = str(admin.list_groups(states_filter=["Empty"]))
+    if group not in empty or group in str(admin.list_groups(states_filter=["Stable"])):
+        fail(f"admin: list_groups by state gave {empty[:300]}")
+    print("ok admin: described the group, listed it by state, fetched its offsets with another group's in one request (sum 90)")
     admin.delete_groups([group])
     if group in str(admin.list_groups()):
         fail("admin: the group is still listed after delete_groups")

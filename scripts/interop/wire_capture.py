@@ -8,11 +8,12 @@ bootstrap through the relay also reconnect through it. Every request frame a cli
 and the response frame that answers it are written to FILE as one JSON line:
 {"api": key, "version": v, "client": client id, "request": hex, "response": hex}
 (response is null for acks=0 produces). The tests read it to see which API versions real
-clients chose and to harvest golden byte fixtures. Prints "listening" once bound."""
+clients chose and to harvest golden byte fixtures. Prints "listening" on stderr once bound."""
 import argparse
 import asyncio
 import json
 import struct
+import sys
 
 
 async def read_frame(reader):
@@ -100,7 +101,7 @@ async def main():
     host, port = args.upstream.rsplit(":", 1)
     out = open(args.out, "a", buffering=1)
     server = await asyncio.start_server(lambda r, w: relay(r, w, (host, int(port)), out), "127.0.0.1", args.listen)
-    print("listening", flush=True)
+    print("listening", file=sys.stderr, flush=True)
     async with server:
         await server.serve_forever()
 
