@@ -1,7 +1,9 @@
 // sluice bench kafka: real Kafka clients against `sluice serve`'s listener (in this process),
 // and Redis 7 Streams taking the same records in the same run.
 //   produce: kcat -P (librdkafka) from a file of N lines, acks=1 and acks=all
-//   consume: kcat -C from the beginning to the end
+//   consume: kcat -C from the beginning until it has read all N records (-c N); also timed with
+//            -e (exit at the end of the log), which adds the client's end-of-log long poll
+//            (fetch.wait.max.ms, 500 ms by default, as against any Kafka broker)
 //   redis:   redis-cli --pipe of N pipelined XADDs, then XREADGROUP COUNT 10000 until read
 import ArgumentParser
 import Foundation
@@ -72,9 +74,12 @@ struct KafkaBench: AsyncParsableCommand {
             produceRates[acks] = Double(records) / seconds
             emit(String(format: "sluice  kcat -P acks=%@ → sluice serve: %.0f records/s (%.2f s)", acks, Double(records) / seconds, seconds))
         }
-        let consumeSeconds = try Self.time("kcat", ["-b", b, "-t", "bench-acks-1", "-C", "-e", "-q", "-o", "beginning", "-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=4194304"])
+        let fetchSettings = ["-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=4194304"]
+        let consumeSeconds = try Self.time("kcat", ["-b", b, "-t", "bench-acks-1", "-C", "-c", "\(records)", "-q", "-o", "beginning"] + fetchSettings)
         let consumeRate = Double(records) / consumeSeconds
-        emit(String(format: "sluice  kcat -C sluice serve → /dev/null: %.0f records/s (%.2f s)", consumeRate, consumeSeconds))
+        emit(String(format: "sluice  kcat -C -c %d sluice serve → /dev/null: %.0f records/s (%.2f s)", records, consumeRate, consumeSeconds))
+        let toEndSeconds = try Self.time("kcat", ["-b", b, "-t", "bench-acks-1", "-C", "-e", "-q", "-o", "beginning"] + fetchSettings)
+        emit(String(format: "sluice  kcat -C -e (to the end, incl. the 500 ms end-of-log long poll): %.0f records/s (%.2f s)", Double(records) / toEndSeconds, toEndSeconds))
         server.cancel()
         _ = await server.result
         await broker.close()
