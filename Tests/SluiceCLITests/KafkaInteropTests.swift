@@ -225,6 +225,12 @@ import Testing
         try script.write(toFile: scratch.path + "/scram.py", atomically: true, encoding: .utf8)
         r = try sh("timeout 60 python3 \(scratch.path)/scram.py | grep -v '^%'")
         #expect(r.output.contains("unflushed 0"), "\(r.output)")
+        // kafka-python: SaslHandshake v1 and the flexible SaslAuthenticate v2, both mechanisms.
+        r = try sh("timeout 90 python3 \(PipelineCLITests.repo)/scripts/interop/kafka_python_sasl.py \(b) bob hunter2 secure")
+        #expect(r.status == 0, "\(r.output)")
+        for line in ["ok kafka-python SCRAM-SHA-256: produced and read back", "ok kafka-python PLAIN: produced and read back", "ok kafka-python wrong password refused"] {
+            #expect(r.output.contains(line), "missing '\(line)': \(r.output)")
+        }
         // A wrong password and a client without SASL are refused; the server names why.
         r = try sh("timeout 20 kcat -b \(b) -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=bob -X sasl.password=wrong -L -m 5")
         #expect(r.status != 0, "\(r.output)")
