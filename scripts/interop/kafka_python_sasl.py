@@ -25,7 +25,7 @@ def main():
         print(f"ok kafka-python {mechanism}: produced and read back ({len(values)} records in {topic})")
     try:
         KafkaProducer(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-                      sasl_plain_username=user, sasl_plain_password=password + "-wrong", max_block_ms=5000)
+                      sasl_plain_username=user, sasl_plain_password=password + "-wrong", bootstrap_timeout_ms=4000)
     except Exception as e:
         print(f"ok kafka-python wrong password refused ({type(e).__name__})")
         return
