@@ -124,16 +124,9 @@ extension KafkaRequestHandler {
         let member = try r.string()
         let instance = v >= 3 ? try r.nullableString() : nil
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
-        if v >= 1 { w.int32(0) }
-        do {
+        return await errorCodeResponse(flexible: r.flexible, throttle: v >= 1) {
             try await broker.groups.heartbeat(groupId: group, generation: generation, memberId: member, groupInstanceId: instance)
-            w.int16(0)
-        } catch {
-            w.int16(Self.code(error))
         }
-        w.taggedFields()
-        return w
     }
 
     func leaveGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {

@@ -11,6 +11,22 @@ extension KafkaRequestHandler {
         return c == KafkaErrorCode.producerFenced && v < fencedCodeSince ? KafkaErrorCode.invalidProducerEpoch : c
     }
 
+    /// The response of requests that answer with only an error code (AddOffsetsToTxn, EndTxn,
+    /// Heartbeat): [throttle time,] the code of what `call` threw (0 when it succeeded), tagged
+    /// fields.
+    func errorCodeResponse(flexible: Bool, throttle: Bool, code: (any Error) -> Int16 = { KafkaRequestHandler.code($0) }, _ call: () async throws -> Void) async -> KafkaWriter {
+        var w = KafkaWriter(flexible: flexible)
+        if throttle { w.int32(0) }
+        do {
+            try await call()
+            w.int16(0)
+        } catch {
+            w.int16(code(error))
+        }
+        w.taggedFields()
+        return w
+    }
+
     func initProducerId(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let transactionalId = try r.nullableString()
         let timeout = try r.int32()
@@ -64,16 +80,9 @@ extension KafkaRequestHandler {
         let epoch = try r.int16()
         let group = try r.string()
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
-        w.int32(0)
-        do {
+        return await errorCodeResponse(flexible: r.flexible, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
             try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: group)
-            w.int16(0)
-        } catch {
-            w.int16(Self.transactionCode(error, fencedCodeSince: 2, v))
         }
-        w.taggedFields()
-        return w
     }
 
     func endTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
@@ -82,16 +91,9 @@ extension KafkaRequestHandler {
         let epoch = try r.int16()
         let commit = try r.bool()
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
-        w.int32(0)
-        do {
+        return await errorCodeResponse(flexible: r.flexible, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
             try await broker.transactions.endTransaction(transactionalId: id, producerId: pid, epoch: epoch, commit: commit)
-            w.int16(0)
-        } catch {
-            w.int16(Self.transactionCode(error, fencedCodeSince: 2, v))
         }
-        w.taggedFields()
-        return w
     }
 
     func txnOffsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {

@@ -51,17 +51,6 @@ import Testing
 }
 
 @Suite(.serialized) struct RequestHandlerTests {
-    func withHandler(_ body: (KafkaRequestHandler, EmbeddedBroker) async throws -> Void) async throws {
-        let dir = NSTemporaryDirectory() + "sluice-wire-\(UUID().uuidString)"
-        let broker = try await EmbeddedBroker.open(path: dir)
-        let handler = KafkaRequestHandler(broker: broker, config: KafkaListenerConfig(advertisedHost: "127.0.0.1", advertisedPort: 9092), logger: Logger(label: "test"))
-        do { try await body(handler, broker) } catch {
-            await broker.close(); try? FileManager.default.removeItem(atPath: dir); throw error
-        }
-        await broker.close()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
     /// A request frame body: header v1 (key, version, correlation id, client id) + body.
     func request(_ key: Int16, _ version: Int16, _ correlation: Int32, _ body: [UInt8]) -> [UInt8] {
         var w = KafkaWriter()
@@ -70,7 +59,7 @@ import Testing
     }
 
     @Test func apiVersionsV0AndV3AndAnUnsupportedVersion() async throws {
-        try await withHandler { handler, _ in
+        try await withKafkaHandler { handler, _ in
             let v0 = try #require(try await handler.handle(request(18, 0, 41, [])))
             var r = KafkaReader(v0)
             #expect(try r.int32() == Int32(v0.count - 4))
@@ -93,7 +82,7 @@ import Testing
     }
 
     @Test func metadataCreatesAskedTopicsAndBadRequestsCloseTheConnection() async throws {
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             var m = KafkaWriter()
             m.arrayCount(1); m.string("wire")
             m.bool(true)

@@ -17,17 +17,6 @@ import Testing
 @Suite(.serialized) struct VersionTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
-    func withHandler(_ body: (KafkaRequestHandler, EmbeddedBroker) async throws -> Void) async throws {
-        let dir = NSTemporaryDirectory() + "sluice-versions-\(UUID().uuidString)"
-        let broker = try await EmbeddedBroker.open(path: dir)
-        let handler = KafkaRequestHandler(broker: broker, config: KafkaListenerConfig(advertisedHost: "127.0.0.1", advertisedPort: 9092), logger: Logger(label: "test"))
-        do { try await body(handler, broker) } catch {
-            await broker.close(); try? FileManager.default.removeItem(atPath: dir); throw error
-        }
-        await broker.close()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
     /// A request frame without its size prefix; header v2 (tagged fields) when `flexible`.
     func request(_ key: ApiKey, _ version: Int16, _ body: KafkaWriter, correlation: Int32 = 7) -> [UInt8] {
         var w = KafkaWriter()
@@ -48,7 +37,7 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.fixtures).filter { $0.hasSuffix(".hex") }.sorted()
         #expect(files.count >= 40, "the captured fixtures are present")
         var apis: Set<String> = []
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             _ = try broker.createTopic("plain", partitions: 1)
             for file in files {
                 let hex = try String(contentsOfFile: Self.fixtures + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -168,7 +157,7 @@ import Testing
     /// OffsetFetch v7+ with require_stable answers UNSTABLE_OFFSET_COMMIT while a transaction
     /// holds an offset for the partition, and the committed offset once it ends.
     @Test func requireStableWaitsForOpenTransactionalOffsets() async throws {
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             let topic = try broker.createTopic("stable", partitions: 1)
             let producer = try await Producer(broker: broker, config: ProducerConfig(transactionalId: "stable-tx"))
             try producer.beginTransaction()
@@ -198,7 +187,7 @@ import Testing
 
     /// TxnOffsetCommit v3+ names the consuming member; a stale generation is fenced (KIP-447).
     @Test func transactionalOffsetCommitsFromAStaleGenerationAreFenced() async throws {
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             let topic = try broker.createTopic("fence", partitions: 1)
             let joined = try await broker.groups.join(JoinGroupRequest(groupId: "eos", memberId: "", groupInstanceId: nil, clientId: "t", sessionTimeoutMs: 30_000, rebalanceTimeoutMs: 30_000, protocolType: "consumer", protocols: [GroupProtocol(name: "range", metadata: [])]))
             _ = try await broker.groups.sync(groupId: "eos", generation: joined.generation, memberId: joined.memberId, assignments: [joined.memberId: []])
@@ -225,7 +214,7 @@ import Testing
     }
 
     @Test func listOffsetsFindsTheRecordWithTheLargestTimestamp() async throws {
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             let topic = try broker.createTopic("times", partitions: 1)
             let producer = try await Producer(broker: broker)
             for ts in [Int64(1_000), 9_000, 3_000, 9_000, 2_000] {
@@ -252,7 +241,7 @@ import Testing
 
     /// EndTxn before v2 has no PRODUCER_FENCED; a fenced producer hears INVALID_PRODUCER_EPOCH.
     @Test func olderTransactionVersionsReportFencingAsAnInvalidEpoch() async throws {
-        try await withHandler { handler, broker in
+        try await withKafkaHandler { handler, broker in
             let (pid, old) = try await broker.transactions.initProducerId(transactionalId: "zombie")
             _ = try await broker.transactions.initProducerId(transactionalId: "zombie")  // a new instance fences `old`
             for (version, expected) in [(Int16(1), KafkaErrorCode.invalidProducerEpoch), (3, KafkaErrorCode.producerFenced), (4, KafkaErrorCode.producerFenced)] {
