@@ -191,6 +191,17 @@ public final class KafkaRequestHandler: Sendable {
         return w.bytes
     }
 
+    /// A refused produce: batches that are malformed or fail their CRC are the client's
+    /// (CORRUPT_MESSAGE); a full disk or an I/O error is the broker's (KAFKA_STORAGE_ERROR,
+    /// which clients retry).
+    static func produceCode(_ error: BrokerError) -> Int16 {
+        guard error.code == .log else { return code(error) }
+        if let cause = error.cause as? LogError, [.diskFull, .io, .closed, .readOnly].contains(cause.code) {
+            return KafkaErrorCode.kafkaStorageError
+        }
+        return KafkaErrorCode.corruptMessage
+    }
+
     static func code(_ error: any Error) -> Int16 {
         if let e = error as? BrokerError {
             if let k = e.code.kafkaCode { return k }
@@ -355,10 +366,15 @@ public final class KafkaRequestHandler: Sendable {
                     if let last { durable.append((handle, last.lastOffset)) }
                     result.logStart = handle.logStartOffset
                 } catch let e as BrokerError {
-                    result.error = Self.code(e)
-                    if e.code == .log { result.error = KafkaErrorCode.corruptMessage }
+                    result.error = Self.produceCode(e)
                     result.message = e.message
-                    logger.debug("produce to \(name)/\(index) refused: \(e.message)")
+                    if result.error == KafkaErrorCode.kafkaStorageError {
+                        // The broker's fault, not the client's (a full disk, an I/O error): the
+                        // operator needs to hear it. Nothing of the batch was acknowledged.
+                        logger.warning("kafka: produce to \(name)/\(index) failed: \(e.message)")
+                    } else {
+                        logger.debug("produce to \(name)/\(index) refused: \(e.message)")
+                    }
                 } catch {
                     result.error = KafkaErrorCode.unknownServerError
                     result.message = "\(error)"

@@ -263,6 +263,41 @@ import Testing
         #expect(stop(server) == 0)
     }
 
+    /// A full disk under `sluice serve`: produces are refused with KAFKA_STORAGE_ERROR (which
+    /// librdkafka retries until its message timeout), the server names the file, everything
+    /// acknowledged reads back in order, and metadata and reads keep being served.
+    @Test func aFullDiskRefusesProducesAndKeepsServingReads() throws {
+        let mountPoint = scratch.path + "/tiny"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try sh("mount -t tmpfs -o size=512k tmpfs \(mountPoint)")
+        try #require(mounted.status == 0, "mounting a tmpfs needs root: \(mounted.output)")
+        defer { _ = try? sh("umount \(mountPoint)") }
+        let port = HTTPSourceTests.freePort()
+        let server = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", mountPoint + "/data", "--log-level", "info"])
+        let deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let b = "127.0.0.1:\(port)"
+        let lines = (1...12_000).map { String(format: "rec-%08d-%@", $0, String(repeating: "x", count: 50)) }
+        let file = scratch.path + "/full.txt"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let produced = try sh("timeout 90 kcat -b \(b) -t full -P -l \(file) -X acks=all -X enable.idempotence=true -X message.timeout.ms=6000 -X linger.ms=5 -X batch.num.messages=100")
+        #expect(produced.status != 0, "the producer hears that not everything was stored")
+        let failed = produced.output.split(separator: "\n").filter { $0.contains("Delivery failed") }.count
+        // KAFKA_STORAGE_ERROR is retriable: librdkafka retries until its timeout (a CORRUPT_MESSAGE
+        // answer would fail at once with "Broker: Corrupt message").
+        #expect(produced.output.contains("Local: Message timed out") && !produced.output.contains("Corrupt message"), "\(produced.output.suffix(400))")
+        #expect(server.stderrText.contains("produce to full/0 failed: cannot write \(mountPoint)/data/topics/full/0/"), "\(server.stderrText.suffix(600))")
+        #expect(server.stderrText.contains("the disk is full (No space left on device)"))
+        // Everything acknowledged is there, in order; nothing else.
+        let back = try sh("kcat -b \(b) -t full -C -e -q").output.split(separator: "\n").map(String.init)
+        #expect(!back.isEmpty && failed > 0, "some records fit, some did not (\(back.count) stored, \(failed) failed)")
+        #expect(back == Array(lines.prefix(back.count)), "the stored records are the first ones sent, in order")
+        #expect(back.count + failed == lines.count, "\(back.count) stored + \(failed) reported failed = every record sent")
+        let meta = try sh("kcat -b \(b) -L")
+        #expect(meta.output.contains("topic \"full\" with 1 partitions"), "\(meta.output)")
+        _ = stop(server)
+    }
+
     @Test func badServeOptionsAreOneLineErrors() throws {
         let bad = scratch.path + "/bad-users.txt"
         try "alice:ok\nno-colon-here\n".write(toFile: bad, atomically: true, encoding: .utf8)
