@@ -263,6 +263,41 @@ import Testing
         #expect(stop(server) == 0)
     }
 
+    /// SIGKILL `sluice serve` while a librdkafka producer (acks=all, idempotent) is writing:
+    /// after a restart on the same data directory every acknowledged record is there, once,
+    /// in the order produced.
+    @Test func acknowledgedProducesSurviveAKilledServer() throws {
+        let port = HTTPSourceTests.freePort()
+        let args = ["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"]
+        var server = try LiveProcess(args)
+        var deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let acked = scratch.path + "/acked.txt"
+        let producer = try LiveProcess(["python3", "\(PipelineCLITests.repo)/scripts/interop/acked_producer.py", "127.0.0.1:\(port)", "killed", "60000", acked], executable: "/usr/bin/env")
+        deadline = Date().addingTimeInterval(60)
+        func ackedLines() -> [String] { ((try? String(contentsOfFile: acked, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while ackedLines().count < 5_000, Date() < deadline, producer.process.isRunning { usleep(10_000) }
+        server.kill9()
+        let atKill = ackedLines().count
+        #expect(atKill >= 5_000, "the producer was acknowledged \(atKill) records before the kill: \(producer.stderrText.suffix(300))")
+        deadline = Date().addingTimeInterval(60)
+        while producer.process.isRunning, Date() < deadline { usleep(50_000) }
+        if producer.process.isRunning { producer.kill9() }
+        let confirmed = ackedLines()
+        #expect(confirmed.count < 60_000, "the kill landed mid-stream (\(confirmed.count) acknowledged)")
+        server = try LiveProcess(args)
+        deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let stored = try sh("kcat -b 127.0.0.1:\(port) -t killed -C -e -q").output.split(separator: "\n").map(String.init)
+        print("killed sluice serve with \(atKill) records acknowledged; \(confirmed.count) acknowledged in all; \(stored.count) stored after the restart")
+        let storedSet = Set(stored)
+        let lost = confirmed.filter { !storedSet.contains($0) }
+        #expect(lost.isEmpty, "\(lost.count) acknowledged records are missing, e.g. \(lost.prefix(3))")
+        #expect(stored.count == storedSet.count, "no record is stored twice")
+        #expect(stored == stored.sorted(), "records are stored in the order produced")
+        #expect(stop(server) == 0)
+    }
+
     /// A full disk under `sluice serve`: produces are refused with KAFKA_STORAGE_ERROR (which
     /// librdkafka retries until its message timeout), the server names the file, everything
     /// acknowledged reads back in order, and metadata and reads keep being served.
