@@ -135,7 +135,7 @@ public final class EmbeddedBroker: Sendable {
             handles.append((h, offset, h.log.addAppendListener { _ in wake.signal() }))
         }
         defer { for (h, _, token) in handles { h.log.removeAppendListener(token) } }
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             let ticket = wake.ticket()
             for (h, offset, _) in handles where (isolation == .readCommitted ? h.lastStableOffset : h.highWatermark) > offset { return }
             await wake.wait(ticket, until: deadline)

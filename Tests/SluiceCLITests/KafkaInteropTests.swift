@@ -190,10 +190,12 @@ import Testing
 
     @Test func hostileFramesAreRefusedAndTheListenerKeepsServing() throws {
         let (server, port) = try serve(["--max-request", "1MiB"])
-        let r = try sh("timeout 120 python3 \(PipelineCLITests.repo)/scripts/interop/fuzz_frames.py 127.0.0.1 \(port) 300")
+        // Random frames, then real client frames (the golden fixtures) mutated.
+        let r = try sh("timeout 180 python3 \(PipelineCLITests.repo)/scripts/interop/fuzz_frames.py 127.0.0.1 \(port) 300 \(PipelineCLITests.repo)/Tests/SluiceKafkaWireTests/Fixtures")
         print(r.output)
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("ok fuzz: 300 hostile frames"))
+        #expect(r.output.contains("ok mutated: "), "\(r.output)")
         // Memory stays bounded: the resident size after 300 attacks.
         let rss = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
             .split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
@@ -296,6 +298,21 @@ import Testing
         #expect(stored.count == storedSet.count, "no record is stored twice")
         #expect(stored == stored.sorted(), "records are stored in the order produced")
         #expect(stop(server) == 0)
+    }
+
+    /// SIGTERM while requests are held open (a ten-minute fetch long poll, a JoinGroup waiting
+    /// for a rebalance): the server stops at once instead of waiting for them.
+    @Test func shutdownDoesNotWaitForHeldRequests() throws {
+        let (server, port) = try serve()
+        let holder = try LiveProcess(["python3", "\(PipelineCLITests.repo)/scripts/interop/hold_requests.py", "127.0.0.1", "\(port)"], executable: "/usr/bin/env")
+        defer { holder.kill9() }
+        let deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("group held-group is rebalancing"), Date() < deadline { usleep(20_000) }
+        usleep(300_000)
+        #expect(server.stderrText.contains("group held-group is rebalancing"), "\(server.stderrText)")
+        let asked = Date()
+        #expect(stop(server) == 0, "sluice serve exits 0 on SIGTERM: \(server.stderrText.suffix(500))")
+        #expect(Date().timeIntervalSince(asked) < 5, "stopped in \(Date().timeIntervalSince(asked)) s")
     }
 
     /// A full disk under `sluice serve`: produces are refused with KAFKA_STORAGE_ERROR (which

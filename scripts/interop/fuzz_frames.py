@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Throws hostile frames at a Kafka listener: random bodies, truncated frames, oversized
 length prefixes, unknown API keys, unsupported versions, garbage headers. After every attack
-a fresh connection must still get a valid ApiVersions answer. Prints a summary line; exits 1
-if the listener stopped answering."""
+a fresh connection must still get a valid ApiVersions answer. With a fixtures directory
+(Tests/SluiceKafkaWireTests/Fixtures: request frames captured from real clients), it also
+sends those frames mutated — bytes flipped, cut short, extended, 0xff runs spliced into
+varints — so the attacks reach deep into each API's parser at versions clients really use.
+Prints a summary line per kind of attack; exits 1 if the listener stopped answering.
+
+    fuzz_frames.py HOST PORT [ROUNDS] [FIXTURES_DIR]"""
+import os
 import random
 import socket
 import struct
@@ -87,6 +93,50 @@ def main():
     names = ["random", "truncated", "oversized", "unknown-api", "bad-version", "huge-array"]
     summary = ", ".join(f"{names[k]} {r} {n}" for (k, r), n in sorted(outcomes.items()))
     print(f"ok fuzz: {rounds} hostile frames ({summary}); the listener kept answering")
+    if len(sys.argv) > 4:
+        return mutate(host, port, sys.argv[4], rng)
+    return 0
+
+
+# Requests whose mutations would mostly create or delete things (topics of up to 10,000
+# partitions, groups) rather than exercise parsers; everything else is mutated.
+SKIPPED = ("CreateTopics", "CreatePartitions", "DeleteTopics", "DeleteGroups")
+
+
+def mutate(host, port, directory, rng):
+    frames = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".hex") and not any(f"-{api}-" in name for api in SKIPPED):
+            frames.append((name, bytes.fromhex(open(os.path.join(directory, name)).read().strip())))
+    if not frames:
+        print(f"FAIL: no fixtures in {directory}")
+        return 1
+    outcomes = {}
+    rounds = 6 * len(frames)
+    for i in range(rounds):
+        name, frame = frames[i % len(frames)]
+        body = bytearray(frame[4:])
+        how = rng.choice(["flip", "cut", "extend", "ff-run"])
+        start = min(8, len(body) - 1)  # keep the API key and version: reach that API's parser
+        if how == "flip":
+            for _ in range(rng.randint(1, 3)):
+                body[rng.randrange(start, len(body))] ^= 1 << rng.randrange(8)
+        elif how == "cut":
+            del body[rng.randrange(start, len(body)):]
+        elif how == "extend":
+            body += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 20)))
+        else:
+            at = rng.randrange(start, len(body))
+            body[at:at] = b"\xff" * rng.randint(1, 6)
+        result = attack(host, port, struct.pack(">i", len(body)) + bytes(body))
+        outcomes[(how, result)] = outcomes.get((how, result), 0) + 1
+        if i % 20 == 0:
+            corr, err = api_versions(host, port, correlation=i)
+            if corr != i or err != 0:
+                print(f"FAIL: after mutated {name} ({how}) ApiVersions answered correlation {corr}, error {err}")
+                return 1
+    summary = ", ".join(f"{h} {r} {n}" for (h, r), n in sorted(outcomes.items()))
+    print(f"ok mutated: {rounds} mutated client frames from {len(frames)} fixtures ({summary}); the listener kept answering")
     return 0
 
 

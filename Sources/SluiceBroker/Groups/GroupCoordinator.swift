@@ -128,12 +128,28 @@ public actor GroupCoordinator {
         group.members[memberId]!.joinedThisRound = true
         let id = memberId
         groups[group.id] = group
-        return try await withCheckedThrowingContinuation { continuation in
-            // A member re-joining while an older join is pending: the older one gets an error.
-            groups[group.id]!.members[id]!.pendingJoin?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
-            groups[group.id]!.members[id]!.pendingJoin = continuation
-            tryCompleteJoin(group.id)
+        let groupId = group.id
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                // A member re-joining while an older join is pending: the older one gets an error.
+                groups[groupId]!.members[id]!.pendingJoin?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
+                groups[groupId]!.members[id]!.pendingJoin = continuation
+                tryCompleteJoin(groupId)
+            }
+        } onCancel: {
+            Task { await self.abandonWaits(groupId: groupId, memberId: id) }
         }
+    }
+
+    /// A waiting join or sync whose task was cancelled (its connection or pipeline is shutting
+    /// down) ends with CancellationError; the member stays until the rebalance or its session
+    /// times out, as when a Kafka client goes away mid-join.
+    private func abandonWaits(groupId: String, memberId: String) {
+        guard let m = groups[groupId]?.members[memberId] else { return }
+        m.pendingJoin?.resume(throwing: CancellationError())
+        m.pendingSync?.resume(throwing: CancellationError())
+        groups[groupId]!.members[memberId]!.pendingJoin = nil
+        groups[groupId]!.members[memberId]!.pendingSync = nil
     }
 
     private func newMemberId(_ clientId: String, _ instance: String?) -> String {
@@ -243,8 +259,12 @@ public actor GroupCoordinator {
                 logger.info("group \(groupId) is stable at generation \(generation)")
                 return group.members[memberId]!.assignment
             }
-            return try await withCheckedThrowingContinuation { continuation in
-                groups[groupId]!.members[memberId]!.pendingSync = continuation
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    groups[groupId]!.members[memberId]!.pendingSync = continuation
+                }
+            } onCancel: {
+                Task { await self.abandonWaits(groupId: groupId, memberId: memberId) }
             }
         case .empty, .dead:
             throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'")
