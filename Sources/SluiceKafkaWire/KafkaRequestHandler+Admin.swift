@@ -26,7 +26,7 @@ extension KafkaRequestHandler {
         _ = try r.int32()  // timeout
         let validateOnly = v >= 1 ? try r.bool() : false
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 2 { w.int32(0) }
         w.arrayCount(topics.count)
         for t in topics {
@@ -92,7 +92,7 @@ extension KafkaRequestHandler {
         }
         _ = try r.int32()
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 1 { w.int32(0) }
         w.arrayCount(wanted.count)
         for t in wanted {
@@ -136,7 +136,7 @@ extension KafkaRequestHandler {
         _ = try r.int32()
         let validateOnly = try r.bool()
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         w.arrayCount(wanted.count)
         for t in wanted {
@@ -182,7 +182,7 @@ extension KafkaRequestHandler {
         if v >= 1 { _ = try r.bool() }  // include synonyms: there are none
         if v >= 3 { _ = try r.bool() }  // include documentation: none is sent
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         w.arrayCount(resources.count)
         for res in resources {

@@ -8,7 +8,7 @@ import SluiceLog
 
 extension KafkaRequestHandler {
     func findCoordinator(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 4 {
             // Batched lookups (KIP-699): every key has the same coordinator, this node.
             _ = try r.int8()
@@ -55,7 +55,7 @@ extension KafkaRequestHandler {
         let reason = v >= 8 ? try r.nullableString() : nil
         try r.finish()
         if let reason { logger.debug("member \(member.isEmpty ? "(new)" : member) joins \(group): \(reason)") }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 2 { w.int32(0) }
         do {
             let resp = try await broker.groups.join(JoinGroupRequest(groupId: group, memberId: member, groupInstanceId: instance, clientId: clientId, sessionTimeoutMs: session, rebalanceTimeoutMs: rebalance, protocolType: protocolType, protocols: protocols))
@@ -98,7 +98,7 @@ extension KafkaRequestHandler {
             return a
         }
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 1 { w.int32(0) }
         do {
             let assignment = try await broker.groups.sync(groupId: group, generation: generation, memberId: member, groupInstanceId: instance, assignments: Dictionary(assignments, uniquingKeysWith: { a, _ in a }))
@@ -124,14 +124,14 @@ extension KafkaRequestHandler {
         let member = try r.string()
         let instance = v >= 3 ? try r.nullableString() : nil
         try r.finish()
-        return await errorCodeResponse(flexible: r.flexible, throttle: v >= 1) {
+        return await errorCodeResponse(r, throttle: v >= 1) {
             try await broker.groups.heartbeat(groupId: group, generation: generation, memberId: member, groupInstanceId: instance)
         }
     }
 
     func leaveGroup(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let group = try r.string()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         guard v >= 3 else {
             let member = try r.string()
             try r.finish()
@@ -175,7 +175,7 @@ extension KafkaRequestHandler {
         } catch {
             failure = Self.code(error)
         }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 3 { w.int32(0) }
         writePartitionErrors(&w, request.layout) { topic, _ in request.invalid.contains(topic) ? KafkaErrorCode.invalidTopic : failure }
         w.taggedFields()
@@ -233,7 +233,7 @@ extension KafkaRequestHandler {
                 })
             }))
         }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 3 { w.int32(0) }
         func writeTopics(_ w: inout KafkaWriter, _ a: Answer) {
             w.array(a.topics) { w, t in
@@ -269,7 +269,7 @@ extension KafkaRequestHandler {
         let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
         if v >= 3 { _ = try r.bool() }
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 1 { w.int32(0) }
         w.arrayCount(groups.count)
         for g in groups {
@@ -305,7 +305,7 @@ extension KafkaRequestHandler {
         let groups = await broker.groups.listGroups().filter { g in
             (states.isEmpty || states.contains(g.state.rawValue.lowercased())) && (types.isEmpty || types.contains("classic"))
         }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if v >= 1 { w.int32(0) }
         w.int16(0)
         w.array(groups) { w, g in
@@ -322,7 +322,7 @@ extension KafkaRequestHandler {
     func deleteGroups(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let groups = try r.array { (r: inout KafkaReader) throws(WireError) -> String in try r.string() }
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         w.arrayCount(groups.count)
         for g in groups {

@@ -14,8 +14,8 @@ extension KafkaRequestHandler {
     /// The response of requests that answer with only an error code (AddOffsetsToTxn, EndTxn,
     /// Heartbeat): [throttle time,] the code of what `call` threw (0 when it succeeded), tagged
     /// fields.
-    func errorCodeResponse(flexible: Bool, throttle: Bool, code: (any Error) -> Int16 = { KafkaRequestHandler.code($0) }, _ call: () async throws -> Void) async -> KafkaWriter {
-        var w = KafkaWriter(flexible: flexible)
+    func errorCodeResponse(_ r: KafkaReader, throttle: Bool, code: (any Error) -> Int16 = { KafkaRequestHandler.code($0) }, _ call: () async throws -> Void) async -> KafkaWriter {
+        var w = KafkaWriter(responseTo: r)
         if throttle { w.int32(0) }
         do {
             try await call()
@@ -34,7 +34,7 @@ extension KafkaRequestHandler {
         // either way, which such clients accept.
         if v >= 3 { _ = try r.int64(); _ = try r.int16() }
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         do {
             let (pid, epoch) = try await broker.transactions.initProducerId(transactionalId: transactionalId, timeoutMs: Int64(timeout))
@@ -66,7 +66,7 @@ extension KafkaRequestHandler {
         if invalid.isEmpty {
             do { try await broker.transactions.addPartitions(transactionalId: id, producerId: pid, epoch: epoch, partitions: tps) } catch { code = Self.transactionCode(error, fencedCodeSince: 2, v) }
         }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         // Kafka answers OPERATION_NOT_ATTEMPTED (55) for the valid partitions of a request with an invalid one.
         writePartitionErrors(&w, topics) { topic, _ in invalid.isEmpty ? code : (invalid.contains(topic) ? KafkaErrorCode.unknownTopicOrPartition : 55) }
@@ -80,7 +80,7 @@ extension KafkaRequestHandler {
         let epoch = try r.int16()
         let group = try r.string()
         try r.finish()
-        return await errorCodeResponse(flexible: r.flexible, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
+        return await errorCodeResponse(r, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
             try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: group)
         }
     }
@@ -91,7 +91,7 @@ extension KafkaRequestHandler {
         let epoch = try r.int16()
         let commit = try r.bool()
         try r.finish()
-        return await errorCodeResponse(flexible: r.flexible, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
+        return await errorCodeResponse(r, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
             try await broker.transactions.endTransaction(transactionalId: id, producerId: pid, epoch: epoch, commit: commit)
         }
     }
@@ -112,7 +112,7 @@ extension KafkaRequestHandler {
         } catch {
             code = Self.code(error)
         }
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         w.int32(0)
         writePartitionErrors(&w, request.layout) { topic, _ in request.invalid.contains(topic) ? KafkaErrorCode.invalidTopic : code }
         w.taggedFields()

@@ -174,7 +174,13 @@ public final class KafkaRequestHandler: Sendable {
             guard r.remaining == 0 else {
                 throw ProtocolViolation(description: "\(r.remaining) bytes left over after the \(api) v\(v) request")
             }
-            return frameResponse(header, flexibleHeader: flexible, capacity: body.bytes.count + 9) { $0.bytes += body.bytes }
+            // The body was written after room for the response header: fill it in place rather
+            // than copying the body (a fetch's records) into a new frame.
+            var response = body
+            guard response.fillResponseHeader(correlationId: header.correlationId, flexible: flexible) else {
+                return frameResponse(header, flexibleHeader: flexible, capacity: body.bytes.count + 9) { $0.bytes += body.bytes }
+            }
+            return response.bytes
         } catch let e as WireError {
             throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
         }
@@ -254,7 +260,7 @@ public final class KafkaRequestHandler: Sendable {
         if v >= 8 && v <= 10 { _ = try r.bool() }  // include cluster authorized operations
         if v >= 8 { _ = try r.bool() }  // include topic authorized operations
         try r.finish()
-        var w = KafkaWriter(capacity: 1024, flexible: ApiKey.metadata.isFlexible(v))
+        var w = KafkaWriter(responseTo: r, capacity: 1024)
         if v >= 3 { w.int32(0) }
         w.arrayCount(1)
         w.int32(Self.nodeId)
@@ -387,7 +393,7 @@ public final class KafkaRequestHandler: Sendable {
         if acks == 0 { return nil }
         // acks=all: the answer leaves once the records are durable under the topic's flush policy.
         if acks == -1 { waits = durable }
-        var w = KafkaWriter(capacity: 256, flexible: ApiKey.produce.isFlexible(v))
+        var w = KafkaWriter(responseTo: r, capacity: 256)
         w.array(results) { w, t in
             w.string(t.0)
             w.array(t.1) { w, p in
@@ -485,7 +491,7 @@ public final class KafkaRequestHandler: Sendable {
             await broker.waitForData(positions, isolation: isolation, until: .now + .milliseconds(Int64(maxWaitMs)))
             (outcomes, total) = readAll()
         }
-        var w = KafkaWriter(capacity: 256 + total, flexible: ApiKey.fetch.isFlexible(v))
+        var w = KafkaWriter(responseTo: r, capacity: 256 + total)
         w.int32(0)  // throttle
         if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
         // Group partitions by topic, keeping the request's order.
@@ -556,7 +562,7 @@ public final class KafkaRequestHandler: Sendable {
             return (name, partitions)
         }
         try r.finish()
-        var w = KafkaWriter(capacity: 256, flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r, capacity: 256)
         if v >= 2 { w.int32(0) }
         w.array(topics) { w, t in
             w.string(t.0)
@@ -598,7 +604,7 @@ public final class KafkaRequestHandler: Sendable {
     private func saslHandshake(_ r: inout KafkaReader, sasl: inout SASLState) throws -> KafkaWriter {
         let mechanism = try r.string()
         try r.finish()
-        var w = KafkaWriter()
+        var w = KafkaWriter(responseTo: r)
         if config.sasl == nil {
             w.int16(KafkaErrorCode.illegalSaslState)
         } else if SASLUsers.mechanisms.contains(mechanism) {
@@ -614,7 +620,7 @@ public final class KafkaRequestHandler: Sendable {
     private func saslAuthenticate(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
         let token = Array(try r.nullableBytes() ?? [])
         try r.finish()
-        var w = KafkaWriter(flexible: r.flexible)
+        var w = KafkaWriter(responseTo: r)
         if let users = config.sasl {
             switch users.authenticate(token, state: &sasl) {
             case .success(let reply):
