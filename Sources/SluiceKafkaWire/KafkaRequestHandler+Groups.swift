@@ -148,13 +148,14 @@ extension KafkaRequestHandler {
             return m
         }
         try r.finish()
-        for (member, instance) in members { await broker.groups.leave(groupId: group, memberId: member, groupInstanceId: instance) }
+        var left: [Bool] = []
+        for (member, instance) in members { left.append(await broker.groups.leave(groupId: group, memberId: member, groupInstanceId: instance)) }
         w.int32(0)
         w.int16(0)
-        w.array(members) { w, m in
-            w.string(m.0)
-            w.string(m.1)
-            w.int16(0)
+        w.array(Array(zip(members, left))) { w, m in
+            w.string(m.0.0)
+            w.string(m.0.1)
+            w.int16(m.1 ? 0 : KafkaErrorCode.unknownMemberId)
             w.taggedFields()
         }
         w.taggedFields()

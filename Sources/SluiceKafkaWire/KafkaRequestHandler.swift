@@ -576,11 +576,13 @@ public final class KafkaRequestHandler: Sendable {
                     case -1: offset = isolation == .readCommitted ? handle.lastStableOffset : handle.highWatermark  // latest
                     case -2, -4: offset = handle.logStartOffset  // earliest; earliest local (all of the log is local)
                     case -3:  // the record with the largest timestamp (v7+)
-                        timestamp = handle.log.maxTimestamp
-                        offset = timestamp < 0 ? -1 : ((try handle.log.offset(forTimestamp: timestamp)) ?? -1)
-                        if offset < 0 { timestamp = -1 }
+                        let max = handle.log.maxTimestamp
+                        let found = max < 0 ? nil : try handle.log.record(atOrAfter: max)
+                        (offset, timestamp) = (found?.offset ?? -1, found?.timestamp ?? -1)
                     case -5: offset = -1  // last tiered offset: nothing is tiered
-                    default: offset = (try handle.log.offset(forTimestamp: q.timestamp)) ?? -1
+                    default:  // by time: the first record at or after it, with its own timestamp
+                        let found = try handle.log.record(atOrAfter: q.timestamp)
+                        (offset, timestamp) = (found?.offset ?? -1, found?.timestamp ?? -1)
                     }
                     w.int16(0)
                     w.int64(timestamp)

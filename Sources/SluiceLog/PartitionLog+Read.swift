@@ -201,6 +201,12 @@ extension PartitionLog {
     /// The earliest offset whose record timestamp is at or after `timestamp`, or nil when
     /// every record is older (Kafka's ListOffsets by time).
     public func offset(forTimestamp timestamp: Int64) throws -> Int64? {
+        try record(atOrAfter: timestamp)?.offset
+    }
+
+    /// The first record whose timestamp is at or after `timestamp`: its offset and its own
+    /// timestamp (what ListOffsets answers), or nil when every record is older.
+    public func record(atOrAfter timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
         let candidates = state.withLock { s -> [(LogSegment, Int, Int, Int64)] in
             s.segments.compactMap { seg -> (LogSegment, Int, Int, Int64)? in
                 guard seg.maxTimestamp >= timestamp, seg.size > 0 else { return nil }
@@ -212,7 +218,7 @@ extension PartitionLog {
             var position = start
             while position < limit {
                 let chunk = try segment.log.pread(count: min(limit - position, 1024 * 1024), at: position)
-                var found: Int64?
+                var found: (offset: Int64, timestamp: Int64)?
                 var consumed = 0
                 try chunk.withUnsafeBytes { p in
                     var it = RecordBatchIterator(p, verifyCRC: true)
@@ -220,7 +226,7 @@ extension PartitionLog {
                         consumed += batch.header.totalSize
                         guard batch.header.maxTimestamp >= timestamp, !batch.header.isControl else { continue }
                         try batch.forEachRecord { r in
-                            if found == nil && r.timestamp >= timestamp { found = r.offset }
+                            if found == nil && r.timestamp >= timestamp { found = (r.offset, r.timestamp) }
                         }
                         if found != nil { return }
                     }
@@ -231,11 +237,11 @@ extension PartitionLog {
                     // One batch bigger than the chunk.
                     let total = chunk.withUnsafeBytes { Int($0.be32(RecordBatchLayout.batchLength)) } + RecordBatchLayout.logOverhead
                     let whole = try segment.log.pread(count: total, at: position)
-                    var inBig: Int64?
+                    var inBig: (offset: Int64, timestamp: Int64)?
                     try whole.withUnsafeBytes { p in
                         var it = RecordBatchIterator(p, verifyCRC: true)
                         if let batch = it.next() {
-                            try batch.forEachRecord { r in if inBig == nil && r.timestamp >= timestamp { inBig = r.offset } }
+                            try batch.forEachRecord { r in if inBig == nil && r.timestamp >= timestamp { inBig = (r.offset, r.timestamp) } }
                         }
                     }
                     if let inBig { return inBig }

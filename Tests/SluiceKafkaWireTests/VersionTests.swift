@@ -213,6 +213,27 @@ import Testing
         }
     }
 
+    /// LeaveGroup v3+ removes a batch of members and answers per member; one the group does
+    /// not have is UNKNOWN_MEMBER_ID.
+    @Test func leaveGroupBatchesAnswerPerMember() async throws {
+        try await withKafkaHandler { handler, broker in
+            let joined = try await broker.groups.join(JoinGroupRequest(groupId: "batch", memberId: "", groupInstanceId: nil, clientId: "t", sessionTimeoutMs: 30_000, rebalanceTimeoutMs: 30_000, protocolType: "consumer", protocols: [GroupProtocol(name: "range", metadata: [])]))
+            var w = KafkaWriter(flexible: true)
+            w.string("batch")
+            w.arrayCount(2)
+            for member in [joined.memberId, "ghost"] { w.string(member); w.string(nil); w.string("test over"); w.taggedFields() }
+            w.taggedFields()
+            var r = try body(try await handler.handle(request(.leaveGroup, 5, w)), .leaveGroup, 5)
+            _ = try r.int32()
+            #expect(try r.int16() == 0)
+            #expect(try r.arrayCount() == 2)
+            #expect(try r.string() == joined.memberId && r.nullableString() == nil && r.int16() == 0)
+            try r.taggedFields()
+            #expect(try r.string() == "ghost" && r.nullableString() == nil && r.int16() == KafkaErrorCode.unknownMemberId)
+            #expect(await broker.groups.describe(groupId: "batch")?.members.isEmpty == true)
+        }
+    }
+
     @Test func listOffsetsFindsTheRecordWithTheLargestTimestamp() async throws {
         try await withKafkaHandler { handler, broker in
             let topic = try broker.createTopic("times", partitions: 1)
@@ -235,7 +256,8 @@ import Testing
             #expect(try await list(-3, version: 7) == (9_000, 1), "max timestamp: the first record holding it")
             #expect(try await list(-1, version: 9) == (-1, 5))
             #expect(try await list(-2, version: 5) == (-1, 0))
-            #expect(try await list(2_500, version: 6) == (-1, 1), "by time: the first record at or after it")
+            #expect(try await list(2_500, version: 6) == (9_000, 1), "by time: the first record at or after it, with its timestamp")
+            #expect(try await list(9_001, version: 9) == (-1, -1), "no record that late")
         }
     }
 

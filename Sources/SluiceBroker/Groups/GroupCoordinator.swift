@@ -292,13 +292,17 @@ public actor GroupCoordinator {
         }
     }
 
-    public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) {
-        guard var group = groups[groupId] else { return }
+    /// Removes a member (by member id, or by static instance id); false when the group has no
+    /// such member.
+    @discardableResult
+    public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) -> Bool {
+        guard var group = groups[groupId] else { return false }
         var id = memberId
         if let instance = groupInstanceId, let mapped = group.staticMembers[instance] { id = mapped }
-        guard group.members[id] != nil else { return }
+        guard group.members[id] != nil else { return false }
         removeMember(&group, id, reason: "left the group")
         finishMembershipChange(&group, reason: "member \(id) left")
+        return true
     }
 
     private func removeMember(_ group: inout Group, _ id: String, reason: String) {
