@@ -100,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceKafkaWireTests",
-            dependencies: ["SluiceKafkaWire", "SluiceBroker", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SluiceKafkaWire", "SluiceBroker", "SluiceLog", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["Fixtures"]
         ),
         .testTarget(

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SluiceBroker
+import Synchronization
 
 /// Cuts the byte stream into frames; a size over the limit is an error (the connection closes).
 struct FrameDecoder: ByteToMessageDecoder {
@@ -98,46 +99,86 @@ public struct KafkaListener: Sendable {
     /// Requests are handled one after another in arrival order; their responses go to a
     /// writer that sends them in the same order, each once what it acknowledges is durable.
     /// So acks=all produces pipeline: the next request is appended while the previous one
-    /// waits for its group commit.
+    /// waits for its group commit. A third task watches the channel: when it closes (the idle
+    /// timeout, shutdown), a request still held open (a fetch long poll, a join waiting for a
+    /// rebalance) is cancelled instead of waiting out its time.
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let peer = connection.channel.remoteAddress?.description ?? "an unknown peer"
+        let channel = connection.channel
+        enum Ended { case requests, responses, channel }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let (responses, queue) = AsyncStream<KafkaRequestHandler.Response>.makeStream()
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                try await withThrowingTaskGroup(of: Ended.self) { group in
                     group.addTask {
                         for await response in responses {
                             try await response.waitUntilDurable()
                             try await outbound.write(ByteBuffer(bytes: response.bytes))
                         }
+                        return .responses
                     }
-                    defer { queue.finish() }
-                    var sasl = SASLState()
-                    for try await frame in inbound {
-                        let request = Array(frame.readableBytesView)
-                        do {
-                            if let response = try await handler.respond(request, sasl: &sasl) { queue.yield(response) }
-                            if sasl.closeAfterResponse {
-                                logger.warning("kafka: closing the connection from \(peer): authentication failed")
-                                queue.finish()
-                                try await group.waitForAll()
-                                return
+                    group.addTask {
+                        defer { queue.finish() }
+                        var sasl = SASLState()
+                        for try await frame in inbound {
+                            let request = Array(frame.readableBytesView)
+                            do {
+                                if let response = try await handler.respond(request, sasl: &sasl) { queue.yield(response) }
+                                if sasl.closeAfterResponse {
+                                    logger.warning("kafka: closing the connection from \(peer): authentication failed")
+                                    return .requests
+                                }
+                            } catch let v as ProtocolViolation {
+                                logger.warning("kafka: closing the connection from \(peer): \(v)")
+                                return .requests
                             }
-                        } catch let v as ProtocolViolation {
-                            logger.warning("kafka: closing the connection from \(peer): \(v)")
-                            queue.finish()
-                            try await group.waitForAll()
-                            return
+                        }
+                        return .requests
+                    }
+                    group.addTask {
+                        await Self.waitUntilClosed(channel)
+                        return .channel
+                    }
+                    // Requests ended (the peer closed its side, or a violation): the writer
+                    // sends what is queued, then the watcher stops. The channel closed first:
+                    // nothing can be answered any more, so everything stops.
+                    while let ended = try await group.next() {
+                        if ended == .responses || ended == .channel {
+                            group.cancelAll()
+                            break
                         }
                     }
-                    queue.finish()
-                    try await group.waitForAll()
                 }
             }
         } catch let v as ProtocolViolation {
             logger.warning("kafka: closing the connection from \(peer): \(v)")
         } catch {
             logger.debug("kafka: connection from \(peer) ended: \(error)")
+        }
+    }
+
+    /// Returns when the channel closes or the task is cancelled, whichever comes first.
+    static func waitUntilClosed(_ channel: any Channel) async {
+        let waiter = Mutex<(continuation: CheckedContinuation<Void, Never>?, done: Bool)>((nil, false))
+        let finish: @Sendable () -> Void = {
+            let c = waiter.withLock { w -> CheckedContinuation<Void, Never>? in
+                w.done = true
+                defer { w.continuation = nil }
+                return w.continuation
+            }
+            c?.resume()
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow = waiter.withLock { w -> Bool in
+                    if w.done { return true }
+                    w.continuation = c
+                    return false
+                }
+                if resumeNow { c.resume() } else { channel.closeFuture.whenComplete { _ in finish() } }
+            }
+        } onCancel: {
+            finish()
         }
     }
 }

@@ -42,6 +42,7 @@ public final class KafkaRequestHandler: Sendable {
     let config: KafkaListenerConfig
     let logger: Logger
     static let nodeId: Int32 = 0
+    static let maxFetchWaitMs: Int32 = 30_000
 
     public init(broker: EmbeddedBroker, config: KafkaListenerConfig, logger: Logger) {
         self.broker = broker
@@ -419,7 +420,10 @@ public final class KafkaRequestHandler: Sendable {
 
     private func fetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         if v < 15 { _ = try r.int32() }  // replica id (v15+: a tagged field)
-        let maxWaitMs = try r.int32()
+        // A long poll waits at most 30 s (clients' default request timeout: a longer wait
+        // would outlive the request anyway); answering sooner is always allowed. This bounds
+        // how long a poll outlives a client that went away.
+        let maxWaitMs = min(try r.int32(), Self.maxFetchWaitMs)
         let minBytes = try r.int32()
         let maxBytes = try r.int32()
         let isolation: IsolationLevel = try r.int8() == 1 ? .readCommitted : .readUncommitted

@@ -335,6 +335,9 @@ public final class PartitionLog: Sendable {
         }
     }
 
+    /// How many append listeners are registered (readers waiting for new records).
+    public var appendListenerCount: Int { state.withLock { $0.appendListeners.count } }
+
     public func removeAppendListener(_ token: UInt64) {
         _ = state.withLock { $0.appendListeners.removeValue(forKey: token) }
     }

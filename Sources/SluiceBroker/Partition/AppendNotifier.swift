@@ -40,7 +40,8 @@ final class AppendNotifier: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { s -> Bool in
-                    if s.generation != ticket.generation || ContinuousClock.now >= deadline { return true }
+                    // Cancelled before the waiter was stored: onCancel found nothing to resume.
+                    if s.generation != ticket.generation || ContinuousClock.now >= deadline || Task.isCancelled { return true }
                     s.waiters[id] = c
                     return false
                 }
