@@ -26,8 +26,8 @@ struct Serve: AsyncParsableCommand {
         let pipelines = try loadPipelines(try pipelineFiles(files))
         let (host, port) = try Self.hostPort(kafka, "--kafka")
         let (adHost, adPort) = try advertise.map { try Self.hostPort($0, "--advertise") } ?? (host, port)
-        guard let maxBytes = Units.bytes(maxRequest), maxBytes > 0 else { throw CLIError.user("--max-request '\(maxRequest)' is not a size such as 100MiB") }
-        guard let idleMs = Units.milliseconds(idleTimeout), idleMs > 0 else { throw CLIError.user("--idle-timeout '\(idleTimeout)' is not a duration such as 10m") }
+        guard let maxBytes = Durations.bytes(maxRequest), maxBytes > 0 else { throw CLIError.user("--max-request '\(maxRequest)' is not a size such as 100MiB") }
+        guard let idleMs = Durations.milliseconds(idleTimeout), idleMs > 0 else { throw CLIError.user("--idle-timeout '\(idleTimeout)' is not a duration such as 10m") }
         global.bootstrapLogging()
         let logger = Logger(label: "sluice")
         let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import SluiceBroker
+import SluiceRuntime
 
 struct TopicCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,11 +27,11 @@ struct TopicCommand: ParsableCommand {
             guard ["always", "interval", "never"].contains(flush) else {
                 throw ValidationError("--flush must be always, interval or never, got '\(flush)'")
             }
-            guard (Units.milliseconds(flushInterval) ?? 0) > 0 else { throw ValidationError("--flush-interval '\(flushInterval)' is not a positive duration such as 50ms") }
-            guard Units.milliseconds(retention) != nil else { throw ValidationError("--retention '\(retention)' is not a duration such as 7d, 12h or forever") }
-            guard Units.bytes(retentionBytes) != nil else { throw ValidationError("--retention-bytes '\(retentionBytes)' is not a size such as 10GiB or unlimited") }
-            guard (Units.bytes(segmentBytes) ?? 0) >= 1024 else { throw ValidationError("--segment-bytes '\(segmentBytes)' is not a size of at least 1KiB") }
-            guard (Units.milliseconds(segmentAge) ?? 0) > 0 else { throw ValidationError("--segment-age '\(segmentAge)' is not a positive duration") }
+            guard (Durations.milliseconds(flushInterval) ?? 0) > 0 else { throw ValidationError("--flush-interval '\(flushInterval)' is not a positive duration such as 50ms") }
+            guard Durations.milliseconds(retention) != nil else { throw ValidationError("--retention '\(retention)' is not a duration such as 7d, 12h or forever") }
+            guard Durations.bytes(retentionBytes, unlimited: true) != nil else { throw ValidationError("--retention-bytes '\(retentionBytes)' is not a size such as 10GiB or unlimited") }
+            guard (Durations.bytes(segmentBytes) ?? 0) >= 1024 else { throw ValidationError("--segment-bytes '\(segmentBytes)' is not a size of at least 1KiB") }
+            guard (Durations.milliseconds(segmentAge) ?? 0) > 0 else { throw ValidationError("--segment-age '\(segmentAge)' is not a positive duration") }
         }
 
         func run() throws {
@@ -38,11 +39,11 @@ struct TopicCommand: ParsableCommand {
             let config = TopicConfig(
                 partitions: partitions,
                 flush: flush,
-                flushIntervalMs: Units.milliseconds(flushInterval)!,
-                retentionMs: Units.milliseconds(retention)!,
-                retentionBytes: Units.bytes(retentionBytes)!,
-                segmentBytes: Int(Units.bytes(segmentBytes)!),
-                segmentMs: Units.milliseconds(segmentAge)!
+                flushIntervalMs: Durations.milliseconds(flushInterval)!,
+                retentionMs: Durations.milliseconds(retention)!,
+                retentionBytes: Durations.bytes(retentionBytes, unlimited: true)!,
+                segmentBytes: Int(Durations.bytes(segmentBytes)!),
+                segmentMs: Durations.milliseconds(segmentAge)!
             )
             try config.validate()
             let topics = try global.openTopics(readOnly: false)
@@ -97,10 +98,10 @@ struct TopicCommand: ParsableCommand {
 }
 
 func summary(_ c: TopicConfig) -> String {
-    let flush = c.flush == "interval" ? "flush every \(Units.formatMilliseconds(c.flushIntervalMs))" : "flush \(c.flush)"
-    var s = "\(flush), retention \(Units.formatMilliseconds(c.retentionMs))"
-    if c.retentionBytes >= 0 { s += " or \(Units.formatBytes(c.retentionBytes))" }
-    s += ", segments of \(Units.formatBytes(Int64(c.segmentBytes)))"
+    let flush = c.flush == "interval" ? "flush every \(Durations.format(milliseconds: c.flushIntervalMs))" : "flush \(c.flush)"
+    var s = "\(flush), retention \(Durations.format(milliseconds: c.retentionMs))"
+    if c.retentionBytes >= 0 { s += " or \(Durations.format(bytes: c.retentionBytes))" }
+    s += ", segments of \(Durations.format(bytes: Int64(c.segmentBytes)))"
     return s
 }
 

@@ -445,27 +445,3 @@ struct LoadContext {
         return s.string
     }
 }
-
-/// Durations and sizes as pipeline files write them.
-public enum Durations {
-    public static func milliseconds(_ text: String) -> Int64? {
-        let t = text.lowercased().trimmingCharacters(in: .whitespaces)
-        if t == "forever" || t == "-1" { return -1 }
-        for (suffix, factor) in [("ms", Int64(1)), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000), ("w", 604_800_000)] where t.hasSuffix(suffix) {
-            let number = t.dropLast(suffix.count)
-            if suffix == "s" && number.hasSuffix("m") { continue }
-            if let n = Int64(number), n >= 0 { return n * factor }
-            if let d = Double(number), d >= 0 { return Int64(d * Double(factor)) }
-            return nil
-        }
-        return Int64(t).flatMap { $0 >= 0 ? $0 : nil }
-    }
-
-    public static func bytes(_ text: String) -> Int64? {
-        let t = text.lowercased().trimmingCharacters(in: .whitespaces)
-        for (suffix, factor) in [("kib", Int64(1 << 10)), ("mib", 1 << 20), ("gib", 1 << 30), ("kb", 1000), ("mb", 1_000_000), ("gb", 1_000_000_000), ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("b", 1)] where t.hasSuffix(suffix) {
-            return Int64(t.dropLast(suffix.count)).flatMap { $0 >= 0 ? $0 * factor : nil }
-        }
-        return Int64(t).flatMap { $0 >= 0 ? $0 : nil }
-    }
-}
