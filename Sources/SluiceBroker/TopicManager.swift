@@ -26,8 +26,9 @@ public final class TopicManager: Sendable {
     let logger: Logger
     private let state = Mutex<[TopicName: OpenTopic]>([:])
     private let creating = NSLock()
-    /// Topic ids by name, read from `<topic>/topic.id` on first use.
-    private let ids = Mutex<[TopicName: UUID]>([:])
+    /// Topic ids both ways, read from `<topic>/topic.id` on first use (Fetch v13+ looks
+    /// topics up by id on every request).
+    private let ids = Mutex<(byName: [TopicName: UUID], byId: [UUID: TopicName])>(([:], [:]))
 
     struct OpenTopic: Sendable {
         var config: TopicConfig
@@ -125,7 +126,7 @@ public final class TopicManager: Sendable {
         guard !directory.isReadOnly else { throw BrokerError(.dataDirectory, "cannot delete topics: the data directory is open read-only") }
         guard exists(name) else { throw unknownTopic(name) }
         let logs = state.withLock { $0.removeValue(forKey: name) }
-        _ = ids.withLock { $0.removeValue(forKey: name) }
+        ids.withLock { if let id = $0.byName.removeValue(forKey: name) { $0.byId.removeValue(forKey: id) } }
         for log in logs?.logs.values.map({ $0 }) ?? [] { log.close() }
         let graveyard = directory.tmpPath + "/delete-\(name.rawValue)-\(getpid())-\(currentTimeMillis())"
         do {
@@ -144,7 +145,7 @@ public final class TopicManager: Sendable {
     /// random when the topic is created, so a topic deleted and created again gets a new one.
     /// Topics created before ids existed are given one on first use.
     public func topicId(_ name: TopicName) throws -> UUID {
-        if let id = ids.withLock({ $0[name] }) { return id }
+        if let id = ids.withLock({ $0.byName[name] }) { return id }
         guard exists(name) else { throw unknownTopic(name) }
         let path = directory.topicPath(name) + "/topic.id"
         let id: UUID
@@ -166,13 +167,13 @@ public final class TopicManager: Sendable {
                 try writeTopicId(id, to: path)
             }
         }
-        ids.withLock { $0[name] = id }
+        ids.withLock { $0.byName[name] = id; $0.byId[id] = name }
         return id
     }
 
     /// The topic with this id, if any.
     public func topic(withId id: UUID) throws -> TopicName? {
-        if let hit = ids.withLock({ $0.first { $0.value == id }?.key }) { return hit }
+        if let hit = ids.withLock({ $0.byId[id] }) { return hit }
         for name in try list() where try topicId(name) == id { return name }
         return nil
     }

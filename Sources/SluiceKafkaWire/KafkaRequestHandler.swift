@@ -100,7 +100,9 @@ public final class KafkaRequestHandler: Sendable {
             throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
         }
         if api == .apiVersions && !api.versions.contains(header.apiVersion) {
-            return frameResponse(header, flexibleHeader: false) { w in apiVersions(&w, version: 0, error: KafkaErrorCode.unsupportedVersion) }
+            var w = KafkaWriter(responseTo: body, headerTaggedFields: false)
+            apiVersions(&w, version: 0, error: KafkaErrorCode.unsupportedVersion)
+            return w.fillResponseHeader(correlationId: header.correlationId)
         }
         guard api.versions.contains(header.apiVersion) else {
             throw ProtocolViolation(description: "\(api) version \(header.apiVersion) is not supported (supported: \(api.versions.lowerBound)...\(api.versions.upperBound))")
@@ -108,7 +110,6 @@ public final class KafkaRequestHandler: Sendable {
         if config.sasl != nil && sasl.authenticatedUser == nil && ![.apiVersions, .saslHandshake, .saslAuthenticate].contains(api) {
             throw ProtocolViolation(description: "\(api) before authenticating; this listener requires SASL (PLAIN or SCRAM-SHA-256)")
         }
-        let flexible = api.isFlexible(header.apiVersion)
         var r = body
         let v = header.apiVersion
         do {
@@ -117,7 +118,9 @@ public final class KafkaRequestHandler: Sendable {
             case .apiVersions:
                 if v >= 3 { _ = try r.nullableString(); _ = try r.nullableString(); try r.taggedFields() }
                 // ApiVersions responses always use header v0.
-                return frameResponse(header, flexibleHeader: false) { w in apiVersions(&w, version: v, error: 0) }
+                var w = KafkaWriter(responseTo: r, headerTaggedFields: false)
+                apiVersions(&w, version: v, error: 0)
+                return w.fillResponseHeader(correlationId: header.correlationId)
             case .metadata:
                 body = try await metadata(&r, v)
             case .produce:
@@ -178,24 +181,10 @@ public final class KafkaRequestHandler: Sendable {
             // The body was written after room for the response header: fill it in place rather
             // than copying the body (a fetch's records) into a new frame.
             var response = body
-            guard response.fillResponseHeader(correlationId: header.correlationId, flexible: flexible) else {
-                return frameResponse(header, flexibleHeader: flexible, capacity: body.bytes.count + 9) { $0.bytes += body.bytes }
-            }
-            return response.bytes
+            return response.fillResponseHeader(correlationId: header.correlationId)
         } catch let e as WireError {
             throw ProtocolViolation(description: "malformed \(api) v\(v) request: \(e)")
         }
-    }
-
-    private func frameResponse(_ header: RequestHeader, flexibleHeader: Bool, capacity: Int = 512, _ body: (inout KafkaWriter) -> Void) -> [UInt8] {
-        var w = KafkaWriter(capacity: capacity)
-        w.int32(0)  // size, patched below
-        w.int32(header.correlationId)
-        if flexibleHeader { w.bytes.append(0) }  // response header v1: no tagged fields
-        body(&w)
-        let size = UInt32(w.bytes.count - 4)
-        w.bytes[0] = UInt8(size >> 24); w.bytes[1] = UInt8((size >> 16) & 0xff); w.bytes[2] = UInt8((size >> 8) & 0xff); w.bytes[3] = UInt8(size & 0xff)
-        return w.bytes
     }
 
     /// A refused produce: batches that are malformed or fail their CRC are the client's
@@ -430,6 +419,9 @@ public final class KafkaRequestHandler: Sendable {
         if v >= 7 { _ = try r.int32(); _ = try r.int32() }  // fetch sessions: always full fetches
         struct Wanted { var topic: String; var topicId: KafkaUUID; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
         var wanted: [Wanted] = []
+        // The request's topics in order, each with its partitions' range in `wanted`: the
+        // response lists them the same way.
+        var topics: [(name: String, id: KafkaUUID, partitions: Range<Int>)] = []
         let topicCount = try r.arrayCount()
         for _ in 0..<max(0, topicCount) {
             // v13+ names topics by id; an unknown id is answered with UNKNOWN_TOPIC_ID.
@@ -441,6 +433,7 @@ public final class KafkaRequestHandler: Sendable {
             } else {
                 topic = try r.string()
             }
+            let first = wanted.count
             let partitionCount = try r.arrayCount()
             for _ in 0..<max(0, partitionCount) {
                 let p = try r.int32()
@@ -453,6 +446,7 @@ public final class KafkaRequestHandler: Sendable {
                 wanted.append(Wanted(topic: topic, topicId: topicId, partition: p, offset: offset, maxBytes: max))
             }
             try r.taggedFields()
+            topics.append((topic, topicId, first..<wanted.count))
         }
         // Forgotten topics and the rack id change nothing here: every fetch is a full fetch.
         if v >= 7 {
@@ -498,26 +492,12 @@ public final class KafkaRequestHandler: Sendable {
         var w = KafkaWriter(responseTo: r, capacity: 256 + total)
         w.int32(0)  // throttle
         if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
-        // Group partitions by topic, keeping the request's order.
-        var order: [KafkaUUID] = []  // v13+: by topic id
-        var orderByName: [String] = []
-        var byTopic: [String: [(Wanted, Outcome)]] = [:]
-        var byId: [KafkaUUID: [(Wanted, Outcome)]] = [:]
-        for (f, o) in zip(wanted, outcomes) {
-            if v >= 13 {
-                if byId[f.topicId] == nil { order.append(f.topicId) }
-                byId[f.topicId, default: []].append((f, o))
-            } else {
-                if byTopic[f.topic] == nil { orderByName.append(f.topic) }
-                byTopic[f.topic, default: []].append((f, o))
-            }
-        }
-        let groups: [(String, KafkaUUID, [(Wanted, Outcome)])] = v >= 13 ? order.map { ("", $0, byId[$0]!) } : orderByName.map { ($0, KafkaUUID.zero, byTopic[$0]!) }
-        w.array(groups) { w, group in
-            if v >= 13 { w.uuid(group.1) } else { w.string(group.0) }
-            w.array(group.2) { w, item in
-                w.int32(item.0.partition)
-                switch item.1 {
+        // Topics and partitions in the request's order and grouping.
+        w.array(topics) { w, topic in
+            if v >= 13 { w.uuid(topic.id) } else { w.string(topic.name) }
+            w.array(topic.partitions) { w, i in
+                w.int32(wanted[i].partition)
+                switch outcomes[i] {
                 case .data(let d):
                     w.int16(0)
                     w.int64(d.highWatermark)

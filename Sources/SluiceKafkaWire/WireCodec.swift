@@ -167,30 +167,31 @@ public struct KafkaWriter: Sendable {
         self.flexible = flexible
     }
 
-    /// Room left at the front for a response header (size, correlation id and, in flexible
-    /// versions, the header's tagged fields), filled in by `fillResponseHeader`.
+    /// Room left at the front for the response header (size, correlation id and, in header v1,
+    /// its tagged fields), filled in by `fillResponseHeader`.
     public private(set) var headerRoom = 0
 
     /// A response body to the request `r` is reading, in the request's encoding, with room for
-    /// the response header in front so the frame needs no second copy.
-    public init(responseTo r: KafkaReader, capacity: Int = 256) {
+    /// the response header in front so the frame needs no second copy. The header has tagged
+    /// fields (v1) when the request is flexible, except where `headerTaggedFields` says
+    /// otherwise (ApiVersions always answers with header v0).
+    public init(responseTo r: KafkaReader, capacity: Int = 256, headerTaggedFields: Bool? = nil) {
         self.init(capacity: capacity + 9, flexible: r.flexible)
-        headerRoom = r.flexible ? 9 : 8
+        headerRoom = (headerTaggedFields ?? r.flexible) ? 9 : 8
         bytes.append(contentsOf: repeatElement(0, count: headerRoom))
     }
 
-    /// Writes the response header into the room left for it; false when there is none (the
-    /// writer was not made with `init(responseTo:)`) or it does not fit this header.
-    public mutating func fillResponseHeader(correlationId: Int32, flexible: Bool) -> Bool {
-        guard headerRoom == (flexible ? 9 : 8), bytes.count >= headerRoom else { return false }
+    /// Writes the response header into the room left for it and returns the whole frame.
+    public mutating func fillResponseHeader(correlationId: Int32) -> [UInt8] {
+        precondition(headerRoom >= 8, "a response writer must be made with init(responseTo:)")
         let size = UInt32(bytes.count - 4)
         let c = UInt32(bitPattern: correlationId)
         for i in 0..<4 {
             bytes[i] = UInt8((size >> UInt32(24 - 8 * i)) & 0xff)
             bytes[4 + i] = UInt8((c >> UInt32(24 - 8 * i)) & 0xff)
         }
-        if flexible { bytes[8] = 0 }  // no tagged fields
-        return true
+        if headerRoom == 9 { bytes[8] = 0 }  // no tagged fields
+        return bytes
     }
 
     public mutating func int8(_ v: Int8) { bytes.append(UInt8(bitPattern: v)) }

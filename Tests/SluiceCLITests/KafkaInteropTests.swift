@@ -16,14 +16,20 @@ import Testing
         return (r.status, r.stdout)
     }
 
-    /// Starts `sluice serve` and waits until its listener is up.
-    func serve(_ extra: [String] = []) throws -> (LiveProcess, Int) {
-        let port = HTTPSourceTests.freePort()
-        let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"] + extra)
+    /// Starts `sluice serve --kafka 127.0.0.1:PORT` on `dataDir` (the suite's by default) and
+    /// waits until its listener is up.
+    func launchServe(port: Int, dataDir: String? = nil, _ extra: [String] = []) throws -> LiveProcess {
+        let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", dataDir ?? data, "--log-level", "info"] + extra)
         let deadline = Date().addingTimeInterval(20)
         while !p.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
         #expect(p.stderrText.contains("Kafka listener on 127.0.0.1:" + String(port)), "\(p.stderrText)")
-        return (p, port)
+        return p
+    }
+
+    /// Starts `sluice serve` on a free port.
+    func serve(_ extra: [String] = []) throws -> (LiveProcess, Int) {
+        let port = HTTPSourceTests.freePort()
+        return (try launchServe(port: port, extra), port)
     }
 
     /// Starts `sluice serve` behind scripts/interop/wire_capture.py: the server advertises the
@@ -34,11 +40,10 @@ import Testing
         var relayPort = HTTPSourceTests.freePort()
         while relayPort == upstream { relayPort = HTTPSourceTests.freePort() }
         let capture = scratch.path + "/capture-\(relayPort).jsonl"
-        let server = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(upstream)", "--advertise", "127.0.0.1:\(relayPort)", "--data", data, "--log-level", "info"])
+        let server = try launchServe(port: upstream, ["--advertise", "127.0.0.1:\(relayPort)"])
         let relay = try LiveProcess(["python3", "\(PipelineCLITests.repo)/scripts/interop/wire_capture.py", "--listen", "\(relayPort)", "--upstream", "127.0.0.1:\(upstream)", "--out", capture], executable: "/usr/bin/env")
         let deadline = Date().addingTimeInterval(20)
-        while !(server.stderrText.contains("Kafka listener on") && relay.stderrText.contains("listening")), Date() < deadline { usleep(20_000) }
-        #expect(server.stderrText.contains("Kafka listener on 127.0.0.1:" + String(upstream)), "\(server.stderrText)")
+        while !relay.stderrText.contains("listening"), Date() < deadline { usleep(20_000) }
         #expect(relay.stderrText.contains("listening"), "\(relay.stderrText)")
         return (server, relay, relayPort, capture)
     }
@@ -270,13 +275,10 @@ import Testing
     /// in the order produced.
     @Test func acknowledgedProducesSurviveAKilledServer() throws {
         let port = HTTPSourceTests.freePort()
-        let args = ["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"]
-        var server = try LiveProcess(args)
-        var deadline = Date().addingTimeInterval(20)
-        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        var server = try launchServe(port: port)
         let acked = scratch.path + "/acked.txt"
         let producer = try LiveProcess(["python3", "\(PipelineCLITests.repo)/scripts/interop/acked_producer.py", "127.0.0.1:\(port)", "killed", "60000", acked], executable: "/usr/bin/env")
-        deadline = Date().addingTimeInterval(60)
+        var deadline = Date().addingTimeInterval(60)
         func ackedLines() -> [String] { ((try? String(contentsOfFile: acked, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
         while ackedLines().count < 5_000, Date() < deadline, producer.process.isRunning { usleep(10_000) }
         server.kill9()
@@ -287,9 +289,7 @@ import Testing
         if producer.process.isRunning { producer.kill9() }
         let confirmed = ackedLines()
         #expect(confirmed.count < 60_000, "the kill landed mid-stream (\(confirmed.count) acknowledged)")
-        server = try LiveProcess(args)
-        deadline = Date().addingTimeInterval(20)
-        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        server = try launchServe(port: port)
         let stored = try sh("kcat -b 127.0.0.1:\(port) -t killed -C -e -q").output.split(separator: "\n").map(String.init)
         print("killed sluice serve with \(atKill) records acknowledged; \(confirmed.count) acknowledged in all; \(stored.count) stored after the restart")
         let storedSet = Set(stored)
@@ -325,9 +325,7 @@ import Testing
         try #require(mounted.status == 0, "mounting a tmpfs needs root: \(mounted.output)")
         defer { _ = try? sh("umount \(mountPoint)") }
         let port = HTTPSourceTests.freePort()
-        let server = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", mountPoint + "/data", "--log-level", "info"])
-        let deadline = Date().addingTimeInterval(20)
-        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let server = try launchServe(port: port, dataDir: mountPoint + "/data")
         let b = "127.0.0.1:\(port)"
         let lines = (1...12_000).map { String(format: "rec-%08d-%@", $0, String(repeating: "x", count: 50)) }
         let file = scratch.path + "/full.txt"

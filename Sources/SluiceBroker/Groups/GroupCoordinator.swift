@@ -404,15 +404,24 @@ public actor GroupCoordinator {
     /// (generation -1, as manual-assignment consumers use).
     public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets committed: [TopicPartition: CommittedOffset]) async throws {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
-        if let group = groups[groupId], !group.members.isEmpty {
-            try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
-            if group.state == .completingRebalance {
-                throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is completing a rebalance; commit after it")
-            }
-        } else if generation >= 0 || !memberId.isEmpty {
-            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'; it may have been removed after its session timed out")
+        if try checkCommitter(groupId, memberId: memberId, instance: groupInstanceId, generation: generation)?.state == .completingRebalance {
+            throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is completing a rebalance; commit after it")
         }
         try await offsets.commit(groupId, committed)
+    }
+
+    /// Who may commit to a group: to a group with members, only a current member at the
+    /// current generation (the group is returned); to a group without members, only a
+    /// committer naming no member (generation -1).
+    private func checkCommitter(_ groupId: String, memberId: String, instance: String?, generation: Int32) throws -> Group? {
+        if let group = groups[groupId], !group.members.isEmpty {
+            try validate(group, memberId: memberId, instance: instance, generation: generation)
+            return group
+        }
+        if generation >= 0 || !memberId.isEmpty {
+            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'; it may have been removed after its session timed out")
+        }
+        return nil
     }
 
     /// A transactional offset commit that names the consuming member (TxnOffsetCommit v3+,
@@ -421,10 +430,7 @@ public actor GroupCoordinator {
     /// generation (a producer outside the group) nothing is checked.
     public func checkTransactionalCommit(groupId: String, memberId: String, groupInstanceId: String?, generation: Int32) throws {
         guard generation >= 0 || !memberId.isEmpty else { return }
-        guard let group = groups[groupId], !group.members.isEmpty else {
-            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'; it may have been removed after its session timed out")
-        }
-        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
+        _ = try checkCommitter(groupId, memberId: memberId, instance: groupInstanceId, generation: generation)
     }
 
     /// Applies offsets of a committed transaction (already fenced by the transaction coordinator).
