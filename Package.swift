@@ -4,7 +4,8 @@ import PackageDescription
 
 let package = Package(
     name: "Sluice",
-    platforms: [.macOS(.v15)],
+    // Linux only: the log and the CLI call Glibc directly (fdatasync, pread, posix_spawn) and
+    // read /proc; Sources/SluiceLog/Platform.swift stops a build elsewhere with that sentence.
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceLog", targets: ["SluiceLog"]),

@@ -130,6 +130,9 @@ public struct KafkaListener: Sendable {
                                 }
                             } catch let v as ProtocolViolation {
                                 logger.warning("kafka: closing the connection from \(peer): \(v)")
+                                // The frame itself, for a bug report (its start: a produce can be large).
+                                let hex = request.prefix(256).map { String($0, radix: 16).leftPadded(2) }.joined()
+                                logger.debug("kafka: the refused frame (\(request.count) bytes, hex\(request.count > 256 ? ", first 256" : "")): \(hex)")
                                 return .requests
                             }
                         }
@@ -180,5 +183,11 @@ public struct KafkaListener: Sendable {
         } onCancel: {
             finish()
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

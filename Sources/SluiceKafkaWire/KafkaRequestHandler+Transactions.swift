@@ -1,5 +1,7 @@
 // Producer ids and transactions: InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn
-// and TxnOffsetCommit, answered by the broker's TransactionCoordinator.
+// and TxnOffsetCommit, answered by the broker's TransactionCoordinator. Each handler decodes
+// the generated request struct (Messages/), calls the coordinator, then fills and encodes the
+// generated response struct.
 import SluiceBroker
 import SluiceLog
 
@@ -11,111 +13,95 @@ extension KafkaRequestHandler {
         return c == KafkaErrorCode.producerFenced && v < fencedCodeSince ? KafkaErrorCode.invalidProducerEpoch : c
     }
 
-    /// The response of requests that answer with only an error code (AddOffsetsToTxn, EndTxn,
-    /// Heartbeat): [throttle time,] the code of what `call` threw (0 when it succeeded), tagged
-    /// fields.
-    func errorCodeResponse(_ r: KafkaReader, throttle: Bool, code: (any Error) -> Int16 = { KafkaRequestHandler.code($0) }, _ call: () async throws -> Void) async -> KafkaWriter {
-        var w = KafkaWriter(responseTo: r)
-        if throttle { w.int32(0) }
-        do {
-            try await call()
-            w.int16(0)
-        } catch {
-            w.int16(code(error))
-        }
-        w.taggedFields()
-        return w
-    }
-
     func initProducerId(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let transactionalId = try r.nullableString()
-        let timeout = try r.int32()
+        let request = try InitProducerIdRequest(from: &r, version: v)
         // v3+ names the producer id and epoch to resume (KIP-360); a new id or epoch is issued
         // either way, which such clients accept.
-        if v >= 3 { _ = try r.int64(); _ = try r.int16() }
-        try r.finish()
-        var w = KafkaWriter(responseTo: r)
-        w.int32(0)
+        var response = InitProducerIdResponse()
         do {
-            let (pid, epoch) = try await broker.transactions.initProducerId(transactionalId: transactionalId, timeoutMs: Int64(timeout))
-            w.int16(0); w.int64(pid); w.int16(epoch)
+            let (pid, epoch) = try await broker.transactions.initProducerId(transactionalId: request.transactionalId, timeoutMs: Int64(request.transactionTimeoutMs))
+            response.errorCode = 0
+            response.producerId = pid
+            response.producerEpoch = epoch
         } catch {
-            w.int16(Self.transactionCode(error, fencedCodeSince: 4, v)); w.int64(-1); w.int16(-1)
+            response.errorCode = Self.transactionCode(error, fencedCodeSince: 4, v)
+            response.producerId = -1
+            response.producerEpoch = -1
         }
-        w.taggedFields()
-        return w
+        return Self.encoded(response, answering: r, v)
     }
 
     func addPartitionsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [Int32]) in
-            let t = (try r.string(), try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() })
-            try r.taggedFields()
-            return t
-        }
-        try r.finish()
+        let request = try AddPartitionsToTxnRequest(from: &r, version: v)
+        let topics = request.v3AndBelowTopics
         var tps: [TopicPartition] = []
         var invalid = Set<String>()
-        for (name, parts) in topics {
-            guard let t = try? TopicName(name), broker.topics.exists(t) else { invalid.insert(name); continue }
-            for p in parts { tps.append(TopicPartition(t, p)) }
+        for t in topics {
+            guard let name = try? TopicName(t.name), broker.topics.exists(name) else { invalid.insert(t.name); continue }
+            for p in t.partitions { tps.append(TopicPartition(name, p)) }
         }
         var code: Int16 = 0
         if invalid.isEmpty {
-            do { try await broker.transactions.addPartitions(transactionalId: id, producerId: pid, epoch: epoch, partitions: tps) } catch { code = Self.transactionCode(error, fencedCodeSince: 2, v) }
+            do {
+                try await broker.transactions.addPartitions(transactionalId: request.v3AndBelowTransactionalId, producerId: request.v3AndBelowProducerId, epoch: request.v3AndBelowProducerEpoch, partitions: tps)
+            } catch {
+                code = Self.transactionCode(error, fencedCodeSince: 2, v)
+            }
         }
-        var w = KafkaWriter(responseTo: r)
-        w.int32(0)
-        // Kafka answers OPERATION_NOT_ATTEMPTED (55) for the valid partitions of a request with an invalid one.
-        writePartitionErrors(&w, topics) { topic, _ in invalid.isEmpty ? code : (invalid.contains(topic) ? KafkaErrorCode.unknownTopicOrPartition : 55) }
-        w.taggedFields()
-        return w
+        var response = AddPartitionsToTxnResponse()
+        response.resultsByTopicV3AndBelow = topics.map { t -> AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult in
+            // Kafka answers OPERATION_NOT_ATTEMPTED (55) for the valid partitions of a request with an invalid one.
+            let c: Int16 = invalid.isEmpty ? code : (invalid.contains(t.name) ? KafkaErrorCode.unknownTopicOrPartition : 55)
+            return AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult(name: t.name, resultsByPartition: t.partitions.map { p in
+                AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult(partitionIndex: p, partitionErrorCode: c)
+            })
+        }
+        return Self.encoded(response, answering: r, v)
     }
 
     func addOffsetsToTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let group = try r.string()
-        try r.finish()
-        return await errorCodeResponse(r, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
-            try await broker.transactions.addOffsets(transactionalId: id, producerId: pid, epoch: epoch, groupId: group)
+        let request = try AddOffsetsToTxnRequest(from: &r, version: v)
+        var response = AddOffsetsToTxnResponse()
+        do {
+            try await broker.transactions.addOffsets(transactionalId: request.transactionalId, producerId: request.producerId, epoch: request.producerEpoch, groupId: request.groupId)
+        } catch {
+            response.errorCode = Self.transactionCode(error, fencedCodeSince: 2, v)
         }
+        return Self.encoded(response, answering: r, v)
     }
 
     func endTxn(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        let commit = try r.bool()
-        try r.finish()
-        return await errorCodeResponse(r, throttle: true, code: { Self.transactionCode($0, fencedCodeSince: 2, v) }) {
-            try await broker.transactions.endTransaction(transactionalId: id, producerId: pid, epoch: epoch, commit: commit)
+        let request = try EndTxnRequest(from: &r, version: v)
+        var response = EndTxnResponse()
+        do {
+            try await broker.transactions.endTransaction(transactionalId: request.transactionalId, producerId: request.producerId, epoch: request.producerEpoch, commit: request.committed)
+        } catch {
+            response.errorCode = Self.transactionCode(error, fencedCodeSince: 2, v)
         }
+        return Self.encoded(response, answering: r, v)
     }
 
     func txnOffsetCommit(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let id = try r.string()
-        let group = try r.string()
-        let pid = try r.int64()
-        let epoch = try r.int16()
-        var member: (generation: Int32, id: String, instance: String?) = (-1, "", nil)
-        if v >= 3 { member = (try r.int32(), try r.string(), try r.nullableString()) }
-        let request = try readCommittedOffsets(&r, leaderEpoch: v >= 2)
-        try r.finish()
+        let request = try TxnOffsetCommitRequest(from: &r, version: v)
+        // v3+ names the consuming member (KIP-447), checked against the group; before v3 the
+        // generated defaults (generation -1, member "", no instance) skip that check.
+        let offsets = Self.offsetsToCommit(request.topics.flatMap { t -> [OffsetToCommit] in
+            t.partitions.map { p in (topic: t.name, partition: p.partitionIndex, offset: p.committedOffset, metadata: p.committedMetadata) }
+        })
         var code: Int16 = 0
         do {
-            try await broker.groups.checkTransactionalCommit(groupId: group, memberId: member.id, groupInstanceId: member.instance, generation: member.generation)
-            try await broker.transactions.txnOffsetCommit(transactionalId: id, producerId: pid, epoch: epoch, groupId: group, offsets: request.offsets)
+            try await broker.groups.checkTransactionalCommit(groupId: request.groupId, memberId: request.memberId, groupInstanceId: request.groupInstanceId, generation: request.generationId)
+            try await broker.transactions.txnOffsetCommit(transactionalId: request.transactionalId, producerId: request.producerId, epoch: request.producerEpoch, groupId: request.groupId, offsets: offsets)
         } catch {
             code = Self.code(error)
         }
-        var w = KafkaWriter(responseTo: r)
-        w.int32(0)
-        writePartitionErrors(&w, request.layout) { topic, _ in request.invalid.contains(topic) ? KafkaErrorCode.invalidTopic : code }
-        w.taggedFields()
-        return w
+        var response = TxnOffsetCommitResponse()
+        response.topics = request.topics.map { t -> TxnOffsetCommitResponse.Topic in
+            let c = Self.isValidTopicName(t.name) ? code : KafkaErrorCode.invalidTopic
+            return TxnOffsetCommitResponse.Topic(name: t.name, partitions: t.partitions.map { p in
+                TxnOffsetCommitResponse.Partition(partitionIndex: p.partitionIndex, errorCode: c)
+            })
+        }
+        return Self.encoded(response, answering: r, v)
     }
 }

@@ -100,8 +100,9 @@ public final class KafkaRequestHandler: Sendable {
             throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
         }
         if api == .apiVersions && !api.versions.contains(header.apiVersion) {
+            // Answered in v0's layout, as Kafka does, so the client can retry with a version we know.
             var w = KafkaWriter(responseTo: body, headerTaggedFields: false)
-            apiVersions(&w, version: 0, error: KafkaErrorCode.unsupportedVersion)
+            apiVersionsResponse(error: KafkaErrorCode.unsupportedVersion).encode(to: &w, version: 0)
             return w.fillResponseHeader(correlationId: header.correlationId)
         }
         guard api.versions.contains(header.apiVersion) else {
@@ -116,11 +117,11 @@ public final class KafkaRequestHandler: Sendable {
             let body: KafkaWriter
             switch api {
             case .apiVersions:
-                if v >= 3 { _ = try r.nullableString(); _ = try r.nullableString(); try r.taggedFields() }
+                _ = try ApiVersionsRequest(from: &r, version: v)
                 // ApiVersions responses always use header v0.
                 var w = KafkaWriter(responseTo: r, headerTaggedFields: false)
-                apiVersions(&w, version: v, error: 0)
-                return w.fillResponseHeader(correlationId: header.correlationId)
+                apiVersionsResponse(error: 0).encode(to: &w, version: v)
+                body = w
             case .metadata:
                 body = try await metadata(&r, v)
             case .produce:
@@ -155,7 +156,7 @@ public final class KafkaRequestHandler: Sendable {
             case .deleteTopics:
                 body = try await deleteTopics(&r, v)
             case .saslHandshake:
-                body = try saslHandshake(&r, sasl: &sasl)
+                body = try saslHandshake(&r, v, sasl: &sasl)
             case .saslAuthenticate:
                 body = try saslAuthenticate(&r, v, sasl: &sasl)
             case .describeConfigs:
@@ -173,10 +174,11 @@ public final class KafkaRequestHandler: Sendable {
             case .txnOffsetCommit:
                 body = try await txnOffsetCommit(&r, v)
             }
-            // Every field of the version was read; anything left means the request does not
-            // match the version it claims.
-            guard r.remaining == 0 else {
-                throw ProtocolViolation(description: "\(r.remaining) bytes left over after the \(api) v\(v) request")
+            // Bytes after the last field are ignored, as Kafka's brokers ignore them: librdkafka
+            // 2.x sends three in an all-topics Metadata v9+ request (a 4-byte placeholder where
+            // its 1-byte null array count belongs). A request that ends too early never gets here.
+            if r.remaining > 0 {
+                logger.debug("kafka: \(r.remaining) bytes after the last field of a \(api) v\(v) request (ignored, as Kafka does)")
             }
             // The body was written after room for the response header: fill it in place rather
             // than copying the body (a fetch's records) into a new frame.
@@ -212,55 +214,39 @@ public final class KafkaRequestHandler: Sendable {
         return KafkaErrorCode.unknownServerError
     }
 
+    /// A response body encoded after room for its header, in the request's version.
+    static func encoded(_ response: some KafkaMessage, answering r: KafkaReader, _ v: Int16, capacity: Int = 256) -> KafkaWriter {
+        var w = KafkaWriter(responseTo: r, capacity: capacity)
+        response.encode(to: &w, version: v)
+        return w
+    }
+
     // MARK: ApiVersions
 
-    private func apiVersions(_ w: inout KafkaWriter, version: Int16, error: Int16) {
-        w.flexible = version >= 3
-        w.int16(error)
-        w.array(ApiKey.allCases) { w, api in
-            w.int16(api.rawValue)
-            w.int16(api.versions.lowerBound)
-            w.int16(api.versions.upperBound)
-            w.taggedFields()
+    private func apiVersionsResponse(error: Int16) -> ApiVersionsResponse {
+        var response = ApiVersionsResponse()
+        response.errorCode = error
+        response.apiKeys = ApiKey.allCases.map {
+            ApiVersionsResponse.ApiVersion(apiKey: $0.rawValue, minVersion: $0.versions.lowerBound, maxVersion: $0.versions.upperBound)
         }
-        if version >= 1 { w.int32(0) }  // throttle
-        w.taggedFields()
+        return response
     }
 
     // MARK: Metadata
 
     private func metadata(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        let count = try r.arrayCount()
-        var requested: [String]?
-        if count >= 0 {
-            var names: [String] = []
-            for _ in 0..<count {
-                let id = v >= 10 ? try r.uuid() : KafkaUUID.zero
-                if let name = try r.nullableString() {
-                    names.append(name)
-                } else if id != KafkaUUID.zero {
-                    names.append(topicName(forId: id) ?? "")  // an unknown id: answered as an unknown topic
-                }
-                try r.taggedFields()
+        let request = try MetadataRequest(from: &r, version: v)
+        // nil: every topic. A topic named by id (v10+) is looked up; an unknown id is answered
+        // as an unknown topic.
+        var requested: [String]? = request.topics.map { topics in
+            topics.compactMap { t in
+                if let name = t.name { return name }
+                return t.topicId == KafkaUUID.zero ? nil : (topicName(forId: t.topicId) ?? "")
             }
-            requested = names
         }
         if v == 0 && requested?.isEmpty == true { requested = nil }  // v0: empty means all
-        let autoCreate = v >= 4 ? try r.bool() : true
-        if v >= 8 && v <= 10 { _ = try r.bool() }  // include cluster authorized operations
-        if v >= 8 { _ = try r.bool() }  // include topic authorized operations
-        try r.finish()
-        var w = KafkaWriter(responseTo: r, capacity: 1024)
-        if v >= 3 { w.int32(0) }
-        w.arrayCount(1)
-        w.int32(Self.nodeId)
-        w.string(config.advertisedHost)
-        w.int32(config.advertisedPort)
-        if v >= 1 { w.string(nil) }  // rack
-        w.taggedFields()
-        if v >= 2 { w.string(config.clusterId) }
-        if v >= 1 { w.int32(Self.nodeId) }  // controller
-        var topics: [(String, Int16, Int32)] = []
+        let autoCreate = request.allowAutoTopicCreation  // true before v4, as Kafka defaults it
+        var topics: [(name: String, error: Int16, partitions: Int32)] = []
         if let requested {
             for name in requested {
                 do {
@@ -283,277 +269,185 @@ public final class KafkaRequestHandler: Sendable {
                 topics.append((topic.rawValue, 0, (try? broker.partitionCount(topic)) ?? 0))
             }
         }
-        w.array(topics) { w, t in
-            w.int16(t.1)
-            w.string(t.0)
-            if v >= 10 { w.uuid(t.1 == 0 ? topicId(t.0) : KafkaUUID.zero) }
-            if v >= 1 { w.bool(t.0.hasPrefix("__")) }
-            w.array(0..<Int(t.2)) { w, p in
-                w.int16(0)
-                w.int32(Int32(p))
-                w.int32(Self.nodeId)
-                if v >= 7 { w.int32(0) }  // leader epoch
-                w.array([Self.nodeId]) { $0.int32($1) }
-                w.array([Self.nodeId]) { $0.int32($1) }
-                if v >= 5 { w.arrayCount(0) }  // offline replicas
-                w.taggedFields()
-            }
-            if v >= 8 { w.int32(Int32.min) }  // authorized operations: not computed
-            w.taggedFields()
+        var response = MetadataResponse()
+        response.brokers = [.init(nodeId: Self.nodeId, host: config.advertisedHost, port: config.advertisedPort)]
+        response.clusterId = config.clusterId
+        response.controllerId = Self.nodeId
+        response.topics = topics.map { t in
+            MetadataResponse.Topic(
+                errorCode: t.error, name: t.name, topicId: t.error == 0 ? topicId(t.name) : KafkaUUID.zero,
+                isInternal: t.name.hasPrefix("__"),
+                partitions: (0..<t.partitions).map { p in
+                    .init(partitionIndex: p, leaderId: Self.nodeId, leaderEpoch: 0, replicaNodes: [Self.nodeId], isrNodes: [Self.nodeId])
+                })
         }
-        if v >= 8 && v <= 10 { w.int32(Int32.min) }
-        w.taggedFields()
-        return w
+        return Self.encoded(response, answering: r, v, capacity: 1024)
     }
 
     // MARK: Produce
 
     private func produce(_ r: inout KafkaReader, _ v: Int16, durable waits: inout [(PartitionHandle, Int64)]) async throws -> KafkaWriter? {
-        let transactionalId = try r.nullableString()
-        let acks = try r.int16()
-        _ = try r.int32()  // timeout
-        struct PartitionResult { var index: Int32; var error: Int16; var baseOffset: Int64; var logStart: Int64; var message: String? }
-        var results: [(String, [PartitionResult])] = []
-        var durable: [(PartitionHandle, Int64)] = []
         // The whole request is read before anything is appended.
-        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [(Int32, ArraySlice<UInt8>?)]) in
-            let name = try r.string()
-            let partitions = try r.array { (r: inout KafkaReader) throws(WireError) -> (Int32, ArraySlice<UInt8>?) in
-                let p = (try r.int32(), try r.nullableBytes())
-                try r.taggedFields()
-                return p
+        let request = try ProduceRequest(from: &r, version: v)
+        let acks = request.acks
+        var durable: [(PartitionHandle, Int64)] = []
+        var response = ProduceResponse()
+        for topicData in request.topicData {
+            var answer = ProduceResponse.TopicProduceResponse(name: topicData.name)
+            for partitionData in topicData.partitionData {
+                answer.partitionResponses.append(appendProduced(
+                    topic: topicData.name, partitionData, acks: acks, durable: &durable))
             }
-            try r.taggedFields()
-            return (name, partitions)
+            response.responses.append(answer)
         }
-        try r.finish()
-        for (name, partitions) in topics {
-            var parts: [PartitionResult] = []
-            for (index, records) in partitions {
-                var result = PartitionResult(index: index, error: 0, baseOffset: -1, logStart: -1, message: nil)
-                guard acks == 0 || acks == 1 || acks == -1 else {
-                    result.error = KafkaErrorCode.invalidRequiredAcks
-                    parts.append(result)
-                    continue
-                }
-                do {
-                    let topic = try TopicName(name)
-                    let handle = try broker.partition(TopicPartition(topic, index))
-                    guard var bytes = records.map(Array.init), !bytes.isEmpty else { throw BrokerError(.log, "empty record set") }
-                    var at = 0
-                    var last: AppendResult?
-                    while at < bytes.count {
-                        guard bytes.count - at >= 17 else { throw BrokerError(.log, "a truncated batch header at byte \(at) of the record set") }
-                        let length = Int(UInt32(bytes[at + 8]) << 24 | UInt32(bytes[at + 9]) << 16 | UInt32(bytes[at + 10]) << 8 | UInt32(bytes[at + 11])) + 12
-                        let magic = bytes[at + 16]
-                        guard magic == 2 else {
-                            result.error = KafkaErrorCode.unsupportedForMessageFormat
-                            result.message = "message format v\(magic) is not supported; use a client that writes record batches (v2)"
-                            break
-                        }
-                        guard length >= 61, at + length <= bytes.count else { throw BrokerError(.log, "a batch of \(length) bytes at byte \(at) overruns the \(bytes.count)-byte record set") }
-                        let appended = try bytes.withUnsafeMutableBytes { buf in
-                            try handle.append(batch: UnsafeMutableRawBufferPointer(rebasing: buf[at..<at + length]))
-                        }
-                        if last == nil { result.baseOffset = appended.baseOffset }
-                        last = appended
-                        at += length
-                    }
-                    if let last { durable.append((handle, last.lastOffset)) }
-                    result.logStart = handle.logStartOffset
-                } catch let e as BrokerError {
-                    result.error = Self.produceCode(e)
-                    result.message = e.message
-                    if result.error == KafkaErrorCode.kafkaStorageError {
-                        // The broker's fault, not the client's (a full disk, an I/O error): the
-                        // operator needs to hear it. Nothing of the batch was acknowledged.
-                        logger.warning("kafka: produce to \(name)/\(index) failed: \(e.message)")
-                    } else {
-                        logger.debug("produce to \(name)/\(index) refused: \(e.message)")
-                    }
-                } catch {
-                    result.error = KafkaErrorCode.unknownServerError
-                    result.message = "\(error)"
-                }
-                parts.append(result)
-            }
-            results.append((name, parts))
-        }
-        _ = transactionalId
         if acks == 0 { return nil }
         // acks=all: the answer leaves once the records are durable under the topic's flush policy.
         if acks == -1 { waits = durable }
-        var w = KafkaWriter(responseTo: r, capacity: 256)
-        w.array(results) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, p in
-                w.int32(p.index)
-                w.int16(p.error)
-                w.int64(p.baseOffset)
-                w.int64(-1)  // log append time: CreateTime topics
-                if v >= 5 { w.int64(p.logStart) }
-                if v >= 8 {
-                    w.arrayCount(0)
-                    w.string(p.message)
-                }
-                w.taggedFields()
-            }
-            w.taggedFields()
+        return Self.encoded(response, answering: r, v, capacity: 256)
+    }
+
+    /// Appends one partition's record set, batch by batch, and answers for it.
+    private func appendProduced(
+        topic name: String, _ data: ProduceRequest.PartitionProduceData, acks: Int16, durable: inout [(PartitionHandle, Int64)]
+    ) -> ProduceResponse.PartitionProduceResponse {
+        var result = ProduceResponse.PartitionProduceResponse(index: data.index, baseOffset: -1)
+        guard acks == 0 || acks == 1 || acks == -1 else {
+            result.errorCode = KafkaErrorCode.invalidRequiredAcks
+            return result
         }
-        w.int32(0)  // throttle
-        w.taggedFields()
-        return w
+        do {
+            let topic = try TopicName(name)
+            let handle = try broker.partition(TopicPartition(topic, data.index))
+            guard let records = data.records, !records.isEmpty else { throw BrokerError(.log, "empty record set") }
+            // A private copy: offsets are assigned in place before the bytes are stored.
+            var bytes = Array(records.slice)
+            var at = 0
+            var last: AppendResult?
+            typealias L = RecordBatchLayout
+            while at < bytes.count {
+                guard bytes.count - at > L.magic else { throw BrokerError(.log, "a truncated batch header at byte \(at) of the record set") }
+                let p = at + L.batchLength
+                let declared = UInt32(bytes[p]) << 24 | UInt32(bytes[p + 1]) << 16 | UInt32(bytes[p + 2]) << 8 | UInt32(bytes[p + 3])
+                let length = Int(declared) + L.logOverhead
+                let magic = bytes[at + L.magic]
+                guard magic == L.currentMagic else {
+                    result.errorCode = KafkaErrorCode.unsupportedForMessageFormat
+                    result.errorMessage = "message format v\(magic) is not supported; use a client that writes record batches (v2)"
+                    break
+                }
+                guard length >= L.headerSize, at + length <= bytes.count else {
+                    throw BrokerError(.log, "a batch of \(length) bytes at byte \(at) overruns the \(bytes.count)-byte record set")
+                }
+                let appended = try bytes.withUnsafeMutableBytes { buf in
+                    try handle.append(batch: UnsafeMutableRawBufferPointer(rebasing: buf[at..<at + length]))
+                }
+                if last == nil { result.baseOffset = appended.baseOffset }
+                last = appended
+                at += length
+            }
+            if let last { durable.append((handle, last.lastOffset)) }
+            result.logStartOffset = handle.logStartOffset
+        } catch let e as BrokerError {
+            result.errorCode = Self.produceCode(e)
+            result.errorMessage = e.message
+            if result.errorCode == KafkaErrorCode.kafkaStorageError {
+                // The broker's fault, not the client's (a full disk, an I/O error): the
+                // operator needs to hear it. Nothing of the batch was acknowledged.
+                logger.warning("kafka: produce to \(name)/\(data.index) failed: \(e.message)")
+            } else {
+                logger.debug("produce to \(name)/\(data.index) refused: \(e.message)")
+            }
+        } catch {
+            result.errorCode = KafkaErrorCode.unknownServerError
+            result.errorMessage = "\(error)"
+        }
+        return result
     }
 
     // MARK: Fetch
 
     private func fetch(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
-        if v < 15 { _ = try r.int32() }  // replica id (v15+: a tagged field)
+        let request = try FetchRequest(from: &r, version: v)
         // A long poll waits at most 30 s (clients' default request timeout: a longer wait
         // would outlive the request anyway); answering sooner is always allowed. This bounds
         // how long a poll outlives a client that went away.
-        let maxWaitMs = min(try r.int32(), Self.maxFetchWaitMs)
-        let minBytes = try r.int32()
-        let maxBytes = try r.int32()
-        let isolation: IsolationLevel = try r.int8() == 1 ? .readCommitted : .readUncommitted
-        if v >= 7 { _ = try r.int32(); _ = try r.int32() }  // fetch sessions: always full fetches
-        struct Wanted { var topic: String; var topicId: KafkaUUID; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
+        let maxWaitMs = min(request.maxWaitMs, Self.maxFetchWaitMs)
+        let isolation: IsolationLevel = request.isolationLevel == 1 ? .readCommitted : .readUncommitted
+        // Every fetch is a full fetch (no sessions): forgotten topics and the rack change nothing.
+        struct Wanted { var topic: String; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
         var wanted: [Wanted] = []
-        // The request's topics in order, each with its partitions' range in `wanted`: the
-        // response lists them the same way.
-        var topics: [(name: String, id: KafkaUUID, partitions: Range<Int>)] = []
-        let topicCount = try r.arrayCount()
-        for _ in 0..<max(0, topicCount) {
+        for t in request.topics {
             // v13+ names topics by id; an unknown id is answered with UNKNOWN_TOPIC_ID.
-            var topicId = KafkaUUID.zero
-            let topic: String
-            if v >= 13 {
-                topicId = try r.uuid()
-                topic = topicName(forId: topicId) ?? ""
-            } else {
-                topic = try r.string()
-            }
-            let first = wanted.count
-            let partitionCount = try r.arrayCount()
-            for _ in 0..<max(0, partitionCount) {
-                let p = try r.int32()
-                if v >= 9 { _ = try r.int32() }
-                let offset = try r.int64()
-                if v >= 12 { _ = try r.int32() }  // last fetched epoch
-                if v >= 5 { _ = try r.int64() }
-                let max = try r.int32()
-                try r.taggedFields()
-                wanted.append(Wanted(topic: topic, topicId: topicId, partition: p, offset: offset, maxBytes: max))
-            }
-            try r.taggedFields()
-            topics.append((topic, topicId, first..<wanted.count))
-        }
-        // Forgotten topics and the rack id change nothing here: every fetch is a full fetch.
-        if v >= 7 {
-            let forgotten = try r.arrayCount()
-            for _ in 0..<max(0, forgotten) {
-                if v >= 13 { _ = try r.uuid() } else { _ = try r.string() }
-                _ = try r.array { (r: inout KafkaReader) throws(WireError) -> Int32 in try r.int32() }
-                try r.taggedFields()
+            let topic = v >= 13 ? (topicName(forId: t.topicId) ?? "") : t.topic
+            for p in t.partitions {
+                wanted.append(Wanted(topic: topic, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes))
             }
         }
-        if v >= 11 { _ = try r.string() }
-        try r.finish()
-        enum Outcome { case data(FetchedData), error(Int16, hw: Int64, logStart: Int64) }
-        func readAll() -> (outcomes: [Outcome], bytes: Int) {
+        typealias PartitionData = FetchResponse.PartitionData
+        func readAll() -> (answers: [PartitionData], bytes: Int) {
             var total = 0
-            var out: [Outcome] = []
+            var out: [PartitionData] = []
+            out.reserveCapacity(wanted.count)
             for f in wanted {
                 if v >= 13 && f.topic.isEmpty {
-                    out.append(.error(KafkaErrorCode.unknownTopicId, hw: -1, logStart: -1))
+                    out.append(PartitionData(partitionIndex: f.partition, errorCode: KafkaErrorCode.unknownTopicId, highWatermark: -1,
+                                             lastStableOffset: -1, logStartOffset: -1, records: RecordBytes()))
                     continue
                 }
                 do {
                     let tp = TopicPartition(try TopicName(f.topic), f.partition)
                     let handle = try broker.partition(tp)
-                    let budget = Swift.max(0, Int(maxBytes) - total)
-                    let data = try handle.read(from: f.offset, maxBytes: total == 0 ? Int(f.maxBytes) : Swift.min(Int(f.maxBytes), budget), isolation: isolation)
-                    total += data.result.byteCount
-                    out.append(.data(data))
+                    let budget = Swift.max(0, Int(request.maxBytes) - total)
+                    let limit = total == 0 ? Int(f.maxBytes) : Swift.min(Int(f.maxBytes), budget)
+                    let d = try handle.read(from: f.offset, maxBytes: limit, isolation: isolation)
+                    total += d.result.byteCount
+                    out.append(PartitionData(
+                        partitionIndex: f.partition, highWatermark: d.highWatermark, lastStableOffset: d.lastStableOffset,
+                        logStartOffset: d.logStartOffset,
+                        abortedTransactions: isolation == .readCommitted
+                            ? d.abortedTransactions.map { .init(producerId: $0.producerId, firstOffset: $0.firstOffset) } : nil,
+                        records: RecordBytes(storage: d.result.bytes, range: d.result.range)))
                 } catch {
                     let handle = (try? TopicName(f.topic)).flatMap { try? broker.partition(TopicPartition($0, f.partition)) }
-                    out.append(.error(Self.code(error), hw: handle?.highWatermark ?? -1, logStart: handle?.logStartOffset ?? -1))
+                    let hw = handle?.highWatermark ?? -1
+                    out.append(PartitionData(partitionIndex: f.partition, errorCode: Self.code(error), highWatermark: hw,
+                                             lastStableOffset: hw, logStartOffset: handle?.logStartOffset ?? -1, records: RecordBytes()))
                 }
             }
             return (out, total)
         }
-        var (outcomes, total) = readAll()
-        if total < Int(minBytes), maxWaitMs > 0, !wanted.isEmpty {
+        var (answers, total) = readAll()
+        var waited = false
+        if total < Int(request.minBytes), maxWaitMs > 0, !wanted.isEmpty {
             var positions: [(TopicPartition, Int64)] = []
             for f in wanted { if let t = try? TopicName(f.topic) { positions.append((TopicPartition(t, f.partition), f.offset)) } }
             await broker.waitForData(positions, isolation: isolation, until: .now + .milliseconds(Int64(maxWaitMs)))
-            (outcomes, total) = readAll()
+            (answers, total) = readAll()
+            waited = true
         }
-        var w = KafkaWriter(responseTo: r, capacity: 256 + total)
-        w.int32(0)  // throttle
-        if v >= 7 { w.int16(0); w.int32(0) }  // error, session id
+        logger.trace("kafka: fetch v\(v) of \(wanted.count) partitions (max \(request.maxBytes) bytes, min \(request.minBytes), wait \(maxWaitMs) ms): \(total) bytes\(waited ? " after a wait" : "")")
         // Topics and partitions in the request's order and grouping.
-        w.array(topics) { w, topic in
-            if v >= 13 { w.uuid(topic.id) } else { w.string(topic.name) }
-            w.array(topic.partitions) { w, i in
-                w.int32(wanted[i].partition)
-                switch outcomes[i] {
-                case .data(let d):
-                    w.int16(0)
-                    w.int64(d.highWatermark)
-                    w.int64(d.lastStableOffset)
-                    if v >= 5 { w.int64(d.logStartOffset) }
-                    if isolation == .readCommitted {
-                        w.array(d.abortedTransactions) { w, a in w.int64(a.producerId); w.int64(a.firstOffset); w.taggedFields() }
-                    } else {
-                        w.arrayCount(-1)
-                    }
-                    if v >= 11 { w.int32(-1) }
-                    w.bytes(d.result.bytes[d.result.range])
-                case .error(let code, let hw, let logStart):
-                    w.int16(code)
-                    w.int64(hw)
-                    w.int64(hw)
-                    if v >= 5 { w.int64(logStart) }
-                    w.arrayCount(-1)
-                    if v >= 11 { w.int32(-1) }
-                    w.bytes([UInt8]())
-                }
-                w.taggedFields()
-            }
-            w.taggedFields()
+        var response = FetchResponse()
+        var next = 0
+        response.responses = request.topics.map { t in
+            let range = next..<next + t.partitions.count
+            next = range.upperBound
+            return FetchResponse.FetchableTopicResponse(topic: t.topic, topicId: t.topicId, partitions: Array(answers[range]))
         }
-        w.taggedFields()
-        return w
+        return Self.encoded(response, answering: r, v, capacity: 256 + total)
     }
 
     // MARK: ListOffsets
 
     private func listOffsets(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
-        _ = try r.int32()  // replica
-        let isolation: IsolationLevel = v >= 2 ? (try r.int8() == 1 ? .readCommitted : .readUncommitted) : .readUncommitted
-        struct Query { var partition: Int32; var timestamp: Int64 }
-        let topics = try r.array { (r: inout KafkaReader) throws(WireError) -> (String, [Query]) in
-            let name = try r.string()
-            let partitions = try r.array { (r: inout KafkaReader) throws(WireError) -> Query in
-                let p = try r.int32()
-                if v >= 4 { _ = try r.int32() }  // current leader epoch
-                let q = Query(partition: p, timestamp: try r.int64())
-                try r.taggedFields()
-                return q
-            }
-            try r.taggedFields()
-            return (name, partitions)
-        }
-        try r.finish()
-        var w = KafkaWriter(responseTo: r, capacity: 256)
-        if v >= 2 { w.int32(0) }
-        w.array(topics) { w, t in
-            w.string(t.0)
-            w.array(t.1) { w, q in
-                w.int32(q.partition)
+        let request = try ListOffsetsRequest(from: &r, version: v)
+        let isolation: IsolationLevel = request.isolationLevel == 1 ? .readCommitted : .readUncommitted
+        var response = ListOffsetsResponse()
+        response.topics = request.topics.map { t in
+            ListOffsetsResponse.ListOffsetsTopicResponse(name: t.name, partitions: t.partitions.map { q in
+                var answer = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: q.partitionIndex, leaderEpoch: 0)
                 do {
-                    let handle = try broker.partition(TopicPartition(try TopicName(t.0), q.partition))
+                    let handle = try broker.partition(TopicPartition(try TopicName(t.name), q.partitionIndex))
                     var timestamp: Int64 = -1
                     let offset: Int64
                     switch q.timestamp {
@@ -568,62 +462,53 @@ public final class KafkaRequestHandler: Sendable {
                         let found = try handle.log.record(atOrAfter: q.timestamp)
                         (offset, timestamp) = (found?.offset ?? -1, found?.timestamp ?? -1)
                     }
-                    w.int16(0)
-                    w.int64(timestamp)
-                    w.int64(offset)
+                    answer.timestamp = timestamp
+                    answer.offset = offset
                 } catch {
-                    w.int16(Self.code(error))
-                    w.int64(-1)
-                    w.int64(-1)
+                    answer.errorCode = Self.code(error)
                 }
-                if v >= 4 { w.int32(0) }  // leader epoch
-                w.taggedFields()
-            }
-            w.taggedFields()
+                return answer
+            })
         }
-        w.taggedFields()
-        return w
+        return Self.encoded(response, answering: r, v, capacity: 256)
     }
 
     // MARK: SASL
 
-    private func saslHandshake(_ r: inout KafkaReader, sasl: inout SASLState) throws -> KafkaWriter {
-        let mechanism = try r.string()
-        try r.finish()
-        var w = KafkaWriter(responseTo: r)
+    private func saslHandshake(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
+        let request = try SaslHandshakeRequest(from: &r, version: v)
+        var response = SaslHandshakeResponse()
         if config.sasl == nil {
-            w.int16(KafkaErrorCode.illegalSaslState)
-        } else if SASLUsers.mechanisms.contains(mechanism) {
-            sasl.mechanism = mechanism
-            w.int16(0)
+            response.errorCode = KafkaErrorCode.illegalSaslState
+        } else if SASLUsers.mechanisms.contains(request.mechanism) {
+            sasl.mechanism = request.mechanism
         } else {
-            w.int16(KafkaErrorCode.unsupportedSaslMechanism)
+            response.errorCode = KafkaErrorCode.unsupportedSaslMechanism
         }
-        w.array(config.sasl == nil ? [] : SASLUsers.mechanisms) { $0.string($1) }
-        return w
+        response.mechanisms = config.sasl == nil ? [] : SASLUsers.mechanisms
+        return Self.encoded(response, answering: r, v)
     }
 
     private func saslAuthenticate(_ r: inout KafkaReader, _ v: Int16, sasl: inout SASLState) throws -> KafkaWriter {
-        let token = Array(try r.nullableBytes() ?? [])
-        try r.finish()
-        var w = KafkaWriter(responseTo: r)
+        let request = try SaslAuthenticateRequest(from: &r, version: v)
+        var response = SaslAuthenticateResponse()
         if let users = config.sasl {
-            switch users.authenticate(token, state: &sasl) {
+            switch users.authenticate(request.authBytes, state: &sasl) {
             case .success(let reply):
-                w.int16(0); w.string(nil); w.bytes(reply)
+                response.authBytes = reply
                 if let user = sasl.authenticatedUser { logger.info("kafka: \(user) authenticated with \(sasl.mechanism ?? "?")") }
             case .failure(let f):
-                w.int16(KafkaErrorCode.saslAuthenticationFailed); w.string(f.message); w.bytes([UInt8]())
+                response.errorCode = KafkaErrorCode.saslAuthenticationFailed
+                response.errorMessage = f.message
                 sasl.closeAfterResponse = true
                 logger.warning("kafka: \(f.message) (\(sasl.mechanism ?? "no mechanism"))")
             }
         } else {
-            w.int16(KafkaErrorCode.illegalSaslState); w.string("this listener does not use SASL"); w.bytes([UInt8]())
+            response.errorCode = KafkaErrorCode.illegalSaslState
+            response.errorMessage = "this listener does not use SASL"
             sasl.closeAfterResponse = true
         }
-        if v >= 1 { w.int64(0) }
-        w.taggedFields()
-        return w
+        return Self.encoded(response, answering: r, v)
     }
 
     // MARK: Topic ids

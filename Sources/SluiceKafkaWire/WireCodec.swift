@@ -136,12 +136,81 @@ public struct KafkaReader: Sendable {
                            b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14], b[p + 15]))
     }
 
-    /// Ends a request before anything is done with it: the top-level tagged fields (flexible
-    /// versions), then no byte may be left; leftovers mean the request is not the version it
-    /// claims to be.
-    public mutating func finish() throws(WireError) {
-        try taggedFields()
-        guard remaining == 0 else { throw WireError(message: "\(remaining) bytes left over after the last field", position: position) }
+    public mutating func uint16() throws(WireError) -> UInt16 { UInt16(bitPattern: try int16()) }
+
+    public mutating func float64() throws(WireError) -> Double { Double(bitPattern: UInt64(bitPattern: try int64())) }
+
+    /// Bytes that must not be null, copied out of the frame.
+    public mutating func byteArray() throws(WireError) -> [UInt8] {
+        let at = position
+        guard let b = try nullableBytes() else { throw WireError(message: "null where bytes are required", position: at) }
+        return Array(b)
+    }
+
+    public mutating func nullableByteArray() throws(WireError) -> [UInt8]? {
+        guard let b = try nullableBytes() else { return nil }
+        return Array(b)
+    }
+
+    /// A `records` field: the record-batch bytes as a range of this reader's buffer (no copy).
+    public mutating func nullableRecords() throws(WireError) -> RecordBytes? {
+        let n = try length(classicInt32: true)
+        if n < 0 { return nil }
+        try need(n, "records")
+        defer { position += n }
+        return RecordBytes(storage: bytes, range: position..<position + n)
+    }
+
+    public mutating func records() throws(WireError) -> RecordBytes {
+        let at = position
+        guard let b = try nullableRecords() else { throw WireError(message: "null where records are required", position: at) }
+        return b
+    }
+
+    /// An array that may be null (count -1).
+    public mutating func nullableArray<T>(_ element: (inout KafkaReader) throws(WireError) -> T) throws(WireError) -> [T]? {
+        let n = try arrayCount()
+        if n < 0 { return nil }
+        var out: [T] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try element(&self)) }
+        return out
+    }
+
+    /// An array that must not be null (unlike `array`, which reads null as empty).
+    public mutating func requiredArray<T>(_ element: (inout KafkaReader) throws(WireError) -> T) throws(WireError) -> [T] {
+        let at = position
+        guard let a = try nullableArray(element) else { throw WireError(message: "null where an array is required", position: at) }
+        return a
+    }
+
+    public mutating func nullableArray<T: KafkaStruct>(of _: T.Type, version: Int16) throws(WireError) -> [T]? {
+        try nullableArray { (r: inout KafkaReader) throws(WireError) -> T in try T(from: &r, version: version) }
+    }
+
+    public mutating func requiredArray<T: KafkaStruct>(of _: T.Type, version: Int16) throws(WireError) -> [T] {
+        try requiredArray { (r: inout KafkaReader) throws(WireError) -> T in try T(from: &r, version: version) }
+    }
+
+    /// Starts one field of a tagged-field section: its tag, and where its payload ends.
+    public mutating func taggedField() throws(WireError) -> (tag: UInt32, end: Int) {
+        let tag = try uvarint()
+        let size = Int(try uvarint())
+        try need(size, "a tagged field")
+        return (tag, position + size)
+    }
+
+    /// Skips the payload of a tagged field this version does not know.
+    public mutating func skipTaggedField(to end: Int) {
+        precondition(end >= position && end <= bytes.count)
+        position = end
+    }
+
+    /// A known tagged field must fill exactly the size it declared.
+    public mutating func endTaggedField(_ end: Int, tag: UInt32) throws(WireError) {
+        guard position == end else {
+            throw WireError(message: "tagged field \(tag) ends \(position - end) bytes off its declared size", position: position)
+        }
     }
 
     /// Skips the tagged fields of a flexible struct (none are understood here).
@@ -243,8 +312,105 @@ public struct KafkaWriter: Sendable {
         withUnsafeBytes(of: id.uuid) { bytes.append(contentsOf: $0) }
     }
 
+    public mutating func uint16(_ v: UInt16) { int16(Int16(bitPattern: v)) }
+    public mutating func float64(_ v: Double) { int64(Int64(bitPattern: v.bitPattern)) }
+
+    public mutating func nullableBytes(_ b: [UInt8]?) {
+        if let b { bytes(b) } else { nullBytes() }
+    }
+
+    /// A `records` field: the batch bytes with a bytes length prefix.
+    public mutating func records(_ r: RecordBytes) { bytes(r.storage[r.range]) }
+
+    public mutating func nullableRecords(_ r: RecordBytes?) {
+        if let r { records(r) } else { nullBytes() }
+    }
+
+    /// An array that may be null (count -1).
+    public mutating func nullableArray<C: Collection>(_ items: C?, _ element: (inout KafkaWriter, C.Element) -> Void) {
+        guard let items else { arrayCount(-1); return }
+        array(items, element)
+    }
+
+    public mutating func array<T: KafkaStruct>(_ items: [T], version: Int16) {
+        arrayCount(items.count)
+        for item in items { item.encode(to: &self, version: version) }
+    }
+
+    public mutating func nullableArray<T: KafkaStruct>(_ items: [T]?, version: Int16) {
+        guard let items else { arrayCount(-1); return }
+        array(items, version: version)
+    }
+
+    /// One field of a tagged-field section: tag, payload size, payload (written by `body`).
+    public mutating func taggedField(_ tag: UInt32, _ body: (inout KafkaWriter) -> Void) {
+        var payload = KafkaWriter(capacity: 32, flexible: true)
+        body(&payload)
+        uvarint(tag)
+        uvarint(UInt32(payload.bytes.count))
+        bytes += payload.bytes
+    }
+
     /// An empty tagged-field section (flexible versions only).
     public mutating func taggedFields() {
         if flexible { bytes.append(0) }
     }
+}
+
+/// Record-batch bytes inside a message, kept as a range of the buffer they arrived in (no copy).
+public struct RecordBytes: Sendable, Equatable {
+    public var storage: [UInt8]
+    public var range: Range<Int>
+
+    public init() {
+        storage = []
+        range = 0..<0
+    }
+
+    public init(storage: [UInt8], range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= storage.count)
+        self.storage = storage
+        self.range = range
+    }
+
+    /// All of `bytes`.
+    public init(_ bytes: [UInt8]) {
+        storage = bytes
+        range = 0..<bytes.count
+    }
+
+    public var count: Int { range.count }
+    public var isEmpty: Bool { range.isEmpty }
+    public var slice: ArraySlice<UInt8> { storage[range] }
+
+    /// Equal when the bytes are, wherever they are stored.
+    public static func == (a: RecordBytes, b: RecordBytes) -> Bool { a.slice.elementsEqual(b.slice) }
+}
+
+/// A struct of a Kafka message (generated from Kafka's definitions, Messages/*.swift): decoded
+/// and encoded for a given version of its message.
+public protocol KafkaStruct: Sendable, Equatable {
+    /// Every field at its default.
+    init()
+    init(from r: inout KafkaReader, version: Int16) throws(WireError)
+    func encode(to w: inout KafkaWriter, version: Int16)
+}
+
+/// A request or response body. `init(from:version:)` and `encode(to:version:)` set the reader's
+/// or writer's `flexible` from the version; neither touches the header. Decoding reads the
+/// top-level tagged fields; bytes after them are the caller's to judge (Kafka ignores them).
+public protocol KafkaMessage: KafkaStruct {
+    static var apiKey: Int16 { get }
+    /// The versions Sluice accepts (generated code handles exactly these).
+    static var versions: ClosedRange<Int16> { get }
+    /// Int16.max when never flexible.
+    static var firstFlexibleVersion: Int16 { get }
+}
+
+extension KafkaMessage {
+    public static func isFlexible(_ version: Int16) -> Bool { version >= firstFlexibleVersion }
+}
+
+public protocol KafkaRequestMessage: KafkaMessage {
+    associatedtype Response: KafkaMessage
 }

@@ -81,6 +81,7 @@ struct Consume: AsyncParsableCommand {
         var out = OutputBuffer()
         var remaining = max ?? Int.max
         let topicJSON = JSON.string(name.rawValue)
+        let format = format, follow = follow
         // Without --follow each partition is read to the end it had when we started.
         let ends = handles.map { isolationLevel == .readCommitted ? $0.lastStableOffset : $0.highWatermark }
         var failure: (any Error)?
@@ -102,7 +103,7 @@ struct Consume: AsyncParsableCommand {
                 var next = start
                 try data.forEachRecord(from: start) { r in
                     guard r.offset < limit, remaining > 0 else { return }
-                    write(r, partition: selected[i], topicJSON: topicJSON, to: &out)
+                    Self.write(r, partition: selected[i], topicJSON: topicJSON, format: format, to: &out)
                     remaining -= 1
                     next = r.offset + 1
                 }
@@ -154,6 +155,7 @@ struct Consume: AsyncParsableCommand {
         var out = OutputBuffer()
         var remaining = max ?? Int.max
         let topicJSON = JSON.string(name.rawValue)
+        let format = format, follow = follow
         var idleRounds = 0
         while remaining > 0 && !stop.requested {
             let records = try await consumer.poll(maxWait: follow ? .milliseconds(200) : .milliseconds(50))
@@ -163,7 +165,7 @@ struct Consume: AsyncParsableCommand {
                 var next = part.from
                 try part.data.forEachRecord(from: part.from) { r in
                     guard remaining > 0 else { return }
-                    write(r, partition: tp.partition, topicJSON: topicJSON, to: &out)
+                    Self.write(r, partition: tp.partition, topicJSON: topicJSON, format: format, to: &out)
                     remaining -= 1
                     next = r.offset + 1
                 }
@@ -188,7 +190,9 @@ struct Consume: AsyncParsableCommand {
         await consumer.close()
     }
 
-    private func write(_ r: RecordView, partition: Int32, topicJSON: String, to out: inout OutputBuffer) {
+    /// One record in `format`. Static, with the format passed in: an option's property-wrapper
+    /// getter per record would cost more than the write.
+    private static func write(_ r: RecordView, partition: Int32, topicJSON: String, format: Format, to out: inout OutputBuffer) {
         switch format {
         case .value:
             if let v = r.value { out.append(v) }

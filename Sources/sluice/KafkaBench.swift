@@ -4,6 +4,10 @@
 //   consume: kcat -C from the beginning until it has read all N records (-c N); also timed with
 //            -e (exit at the end of the log), which adds the client's end-of-log long poll
 //            (fetch.wait.max.ms, 500 ms by default, as against any Kafka broker)
+//   confluent: confluent-kafka (the newest from pip, in scripts/test's .build/interop-newest, or
+//            --python) producing N records round-robin into 6 partitions, then a consumer
+//            assigned to all 6 reading them back; each with the broker's CPU seconds per
+//            million records (this process's CPU while the client ran: it serves the listener)
 //   redis:   redis-cli --pipe of N pipelined XADDs, then XREADGROUP COUNT 10000 until read
 import ArgumentParser
 import Foundation
@@ -23,6 +27,8 @@ struct KafkaBench: AsyncParsableCommand {
     @Option(help: "Records to produce.") var records: Int = 1_000_000
     @Option(help: "Bytes per record value.") var size: Int = 100
     @Option(help: "Partitions of the benchmark topics.") var partitions: Int32 = 2
+    @Option(help: "Python with confluent-kafka for the confluent-kafka runs (default: .build/interop-newest/bin/python3, else python3).")
+    var python: String?
 
     func run() async throws {
         LoggingBootstrap.once(level: .warning)
@@ -67,19 +73,26 @@ struct KafkaBench: AsyncParsableCommand {
         for acks in ["1", "all"] {
             let topic = "bench-acks-\(acks)"
             _ = try broker.createTopic(topic, partitions: partitions)
+            let cpu0 = Self.processCPUSeconds()
             let seconds = try Self.time("kcat", ["-b", b, "-t", topic, "-P", "-l", file, "-X", "acks=\(acks == "all" ? "-1" : acks)", "-X", "linger.ms=5", "-X", "batch.num.messages=10000"])
+            let cpu = Self.processCPUSeconds() - cpu0
             var stored: Int64 = 0
             for p in 0..<partitions { stored += try broker.partition(TopicPartition(try TopicName(topic), p)).highWatermark }
             guard stored == records else { throw CLIError.runtime("kcat -P acks=\(acks) stored \(stored) of \(records) records") }
             produceRates[acks] = Double(records) / seconds
-            emit(String(format: "sluice  kcat -P acks=%@ → sluice serve: %.0f records/s (%.2f s)", acks, Double(records) / seconds, seconds))
+            emit(String(format: "sluice  kcat -P acks=%@ → sluice serve: %.0f records/s (%.2f s); broker CPU %.2f s per million records",
+                        acks, Double(records) / seconds, seconds, cpu / Double(records) * 1e6))
         }
         let fetchSettings = ["-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=4194304"]
+        let consumeCPU0 = Self.processCPUSeconds()
         let consumeSeconds = try Self.time("kcat", ["-b", b, "-t", "bench-acks-1", "-C", "-c", "\(records)", "-q", "-o", "beginning"] + fetchSettings)
+        let consumeCPU = Self.processCPUSeconds() - consumeCPU0
         let consumeRate = Double(records) / consumeSeconds
-        emit(String(format: "sluice  kcat -C -c %d sluice serve → /dev/null: %.0f records/s (%.2f s)", records, consumeRate, consumeSeconds))
+        emit(String(format: "sluice  kcat -C -c %d sluice serve → /dev/null: %.0f records/s (%.2f s); broker CPU %.2f s per million records",
+                    records, consumeRate, consumeSeconds, consumeCPU / Double(records) * 1e6))
         let toEndSeconds = try Self.time("kcat", ["-b", b, "-t", "bench-acks-1", "-C", "-e", "-q", "-o", "beginning"] + fetchSettings)
         emit(String(format: "sluice  kcat -C -e (to the end, incl. the 500 ms end-of-log long poll): %.0f records/s (%.2f s)", Double(records) / toEndSeconds, toEndSeconds))
+        try await confluentRuns(broker: broker, bootstrap: b)
         server.cancel()
         _ = await server.result
         await broker.close()
@@ -136,6 +149,56 @@ struct KafkaBench: AsyncParsableCommand {
         emit(String(format: "redis   pipelined XREADGROUP COUNT 10000 (redis-cli --pipe): %.0f records/s (%.2f s)", readRate, readSeconds))
         emit(String(format: "ratio   produce sluice (acks=1) / redis XADD: %.2f×; produce sluice (acks=all) / redis XADD: %.2f×; consume sluice / redis XREADGROUP: %.2f×",
                     produceRates["1"]! / xaddRate, produceRates["all"]! / xaddRate, consumeRate / readRate))
+    }
+
+    /// confluent-kafka producing into and consuming (by assignment) from 6 partitions.
+    private func confluentRuns(broker: EmbeddedBroker, bootstrap: String) async throws {
+        let script = Self.repository + "/scripts/bench/confluent_bench.py"
+        let newest = FileManager.default.currentDirectoryPath + "/.build/interop-newest/bin/python3"
+        let py = python ?? (FileManager.default.isExecutableFile(atPath: newest) ? newest : "python3")
+        guard FileManager.default.fileExists(atPath: script), Self.output(py, ["-c", "import confluent_kafka; print('ok')"]).hasPrefix("ok") else {
+            emit("confluent-kafka skipped: \(py) cannot import confluent_kafka, or \(script) is missing (run from the repository after scripts/test)")
+            return
+        }
+        let topic = "bench-confluent"
+        _ = try broker.createTopic(topic, partitions: 6)
+        // The consumer with librdkafka's defaults, then with fetch.queue.backoff.ms lowered:
+        // librdkafka pauses a partition's fetches for that long (1000 ms by default) whenever
+        // its local queue holds queued.min.messages (100,000), which any broker that answers
+        // faster than the application drains will cause.
+        let runs: [(mode: String, extra: [String], what: String)] = [
+            ("produce", [], "produce (acks=1, 6 partitions) → sluice serve"),
+            ("consume", [], "consume by assignment (6 partitions, client defaults) sluice serve →"),
+            ("consume", ["fetch.queue.backoff.ms=10"], "consume by assignment (6 partitions, fetch.queue.backoff.ms=10) sluice serve →"),
+        ]
+        for run in runs {
+            let cpu0 = Self.processCPUSeconds()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let out = Self.output(py, [script, run.mode, bootstrap, topic, "6", "\(records)", "\(size)"] + run.extra)
+            let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let cpu = Self.processCPUSeconds() - cpu0
+            guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                  let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let seconds = json["seconds"] as? Double, let client = json["client"] as? String else {
+                throw CLIError.runtime("confluent_bench.py \(run.mode) failed (\(String(format: "%.1f", wall)) s): \(out.suffix(300))")
+            }
+            emit(String(format: "sluice  %@ %@: %.0f records/s (%.2f s); broker CPU %.2f s per million records",
+                        client, run.what, Double(records) / seconds, seconds, cpu / Double(records) * 1e6))
+        }
+    }
+
+    /// The repository this binary was built in (…/.build/<config>/sluice), or the working directory.
+    static var repository: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        if let r = exe.range(of: "/.build/") { return String(exe[..<r.lowerBound]) }
+        return FileManager.default.currentDirectoryPath
+    }
+
+    /// User + system CPU seconds this process has used.
+    static func processCPUSeconds() -> Double {
+        var u = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &u)
+        return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
     }
 
     static func which(_ tool: String) -> Bool {

@@ -40,21 +40,27 @@ struct Produce: ParsableCommand {
         var writer = BatchWriter(topics: topics, topic: name, partitions: config.partitions, batchRecords: batchRecords)
         var total = 0
         var lineNumber = 0
+        // The options as plain values: a property wrapper's getter per record costs more than
+        // the append itself.
+        let fixedPartition = partition, keyField = keyField, reportAcks = reportAcks
         var lines = LineReader(fd: 0)
+        // Appends stream while lines are read; durability is waited for once, at the end
+        // (`always` topics are synced by each append, as promised). With --report-acks each
+        // chunk is made durable before the next is read, so the count printed is current.
         while let chunk = try lines.nextChunk() {
             let now = currentTimeMillis()
             for line in chunk {
                 lineNumber += 1
                 var recordKey = keyBytes
-                var p = partition ?? keyed
+                var p = fixedPartition ?? keyed
                 if let keyField {
                     guard let k = Self.field(keyField, of: line) else {
                         try writer.flushAll()
-                        try writer.waitUntilDurable()
+                        try writer.syncPending()
                         throw CLIError.user("line \(lineNumber) of standard input is not a JSON object with a '\(keyField)' field (the \(lineNumber - 1) lines before it were written)")
                     }
                     recordKey = k
-                    if partition == nil { p = Murmur2.partition(forKey: k, partitions: config.partitions) }
+                    if fixedPartition == nil { p = Murmur2.partition(forKey: k, partitions: config.partitions) }
                 }
                 let target = p ?? keyless.partition(partitions: config.partitions)
                 let full = try line.withUnsafeBytes { value in
@@ -62,14 +68,19 @@ struct Produce: ParsableCommand {
                 }
                 if full && p == nil { keyless.batchCompleted(partitions: config.partitions) }
             }
-            try writer.flushAll()
-            try writer.waitUntilDurable()
             total += chunk.count
             if reportAcks {
+                try writer.flushAll()
+                try writer.syncPending()
                 let line = Array("acked \(total)\n".utf8)
                 _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            } else if lines.waitingForInput {
+                // Interactive input: what was typed is appended now, not when more arrives.
+                try writer.flushAll()
             }
         }
+        try writer.flushAll()
+        try writer.syncPending()
         FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
     }
 }
@@ -137,50 +148,88 @@ struct BatchWriter {
         for p in builders.indices { try flush(p) }
     }
 
-    /// Blocks until every appended batch is durable under the topic's policy.
-    mutating func waitUntilDurable() throws {
+    /// Makes every appended batch durable under the topic's policy now: an `interval` topic is
+    /// synced at once (one fdatasync per partition written) rather than at its next group
+    /// commit; `always` batches were synced by their append; `never` promises nothing.
+    mutating func syncPending() throws {
         for p in pendingDurable.indices {
-            if let last = pendingDurable[p], let log = logs[p] {
-                try log.waitUntilDurableBlocking(last)
-                pendingDurable[p] = nil
-            }
+            guard pendingDurable[p] != nil, let log = logs[p] else { continue }
+            if case .interval = log.config.flush { try log.flush() }
+            pendingDurable[p] = nil
         }
     }
 }
 
 /// Reads standard input in chunks and splits it into lines; a line's trailing "\r" is
-/// dropped. Each chunk is what one read returned, so interactive input is written at once.
+/// dropped. Each chunk is what one read returned (up to 1 MiB), so interactive input is
+/// written at once while a file or pipe is read in large pieces.
 struct LineReader {
     let fd: Int32
-    private var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    private var carry: [UInt8] = []
+    private var buffer: [UInt8]
+    /// Bytes [0, carried) of `buffer` are the start of a line whose end has not been read.
+    private var carried = 0
     private var atEnd = false
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32, chunkBytes: Int = 1 << 20) {
+        self.fd = fd
+        buffer = [UInt8](repeating: 0, count: chunkBytes)
+    }
 
+    /// True when no input is ready to be read now: the writer is slower than we are (a
+    /// person typing, a trickle), so what was read should not wait for more.
+    var waitingForInput: Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) == 0
+    }
+
+    /// The next lines; nil at the end of input. The slices share one array per chunk.
     mutating func nextChunk() throws -> [ArraySlice<UInt8>]? {
         while !atEnd {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if carried == buffer.count {
+                // One line longer than the buffer: grow it.
+                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
+            }
+            let room = buffer.count - carried
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + carried, room) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CLIError.runtime("cannot read standard input: \(String(cString: strerror(errno)))")
             }
             if n == 0 {
                 atEnd = true
-                if carry.isEmpty { return nil }
-                let last = carry
-                carry = []
+                guard carried > 0 else { return nil }
+                let last = Array(buffer[0..<carried])
+                carried = 0
                 return [trim(last[...])]
             }
-            var data = carry
-            data.append(contentsOf: buffer[0..<n])
+            let filled = carried + n
+            // The chunk's lines live in their own array (the buffer is reused for the next read).
             var lines: [ArraySlice<UInt8>] = []
-            var start = 0
-            for i in 0..<data.count where data[i] == 10 {
-                lines.append(trim(data[start..<i]))
-                start = i + 1
+            var end = 0
+            let chunk: [UInt8] = buffer.withUnsafeBytes { raw in
+                let base = raw.baseAddress!
+                // The last newline in the buffer ends the chunk; the rest is carried over.
+                var i = filled
+                while i > 0 && base.load(fromByteOffset: i - 1, as: UInt8.self) != 10 { i -= 1 }
+                end = i
+                return Array(raw[0..<end])
             }
-            carry = Array(data[start...])
+            if end > 0 {
+                chunk.withUnsafeBytes { raw in
+                    let base = raw.baseAddress!
+                    var start = 0
+                    while start < end, let nl = memchr(base + start, 10, end - start) {
+                        let at = base.distance(to: UnsafeRawPointer(nl))
+                        lines.append(trim(chunk[start..<at]))
+                        start = at + 1
+                    }
+                }
+            }
+            let rest = filled - end
+            if rest > 0 && end > 0 {
+                buffer.withUnsafeMutableBytes { raw in _ = memmove(raw.baseAddress!, raw.baseAddress! + end, rest) }
+            }
+            carried = rest
             if !lines.isEmpty { return lines }
         }
         return nil

@@ -108,18 +108,21 @@ import Testing
         #expect(d.stdoutLines.contains { $0.hasPrefix("plain") && $0.split(separator: " ", omittingEmptySubsequences: true).prefix(4) == ["plain", "0", "3", "3"] }, "\(d.stdout)")
     }
 
-    @Test func confluentKafkaIdempotenceGroupsAndTransactions() throws {
+    @Test(arguments: PythonClients.both)
+    func confluentKafkaAdminIdempotenceGroupsAndTransactions(clients: PythonClients) throws {
+        let python = try clients.python()
         let (server, relay, port, capture) = try serveRecorded()
         defer { relay.kill9() }
         let keys = scratch.path + "/keys.txt"
-        let r = try sh("timeout 240 python3 \(PipelineCLITests.repo)/scripts/interop/confluent_check.py --bootstrap 127.0.0.1:\(port) --keys-out \(keys) | grep -v '^%'")
+        let r = try sh("timeout 240 \(python) \(PipelineCLITests.repo)/scripts/interop/confluent_check.py --bootstrap 127.0.0.1:\(port) --keys-out \(keys) | grep -v '^%'")
         print(r.output)
         #expect(r.status == 0, "\(r.output)")
-        for line in ["ok idempotent", "ok groups: three members own two partitions each", "ok groups: a member left, its partitions moved, all 600 records were read", "ok groups: committed offsets fetched back", "ok transactions"] {
+        #expect(r.output.contains("client confluent-kafka"), "\(r.output)")
+        for line in ["ok admin: create_topics and list_topics", "ok idempotent", "ok groups: three members own two partitions each", "ok groups: a member left, its partitions moved, all 600 records were read", "ok groups: committed offsets fetched back", "ok transactions"] {
             #expect(r.output.contains(line), "missing '\(line)'")
         }
-        // The librdkafka bundled with confluent-kafka (2.6) used the highest versions it knows,
-        // Fetch by topic id (v13+) included.
+        // The librdkafka bundled with confluent-kafka (2.6, and 2.16 as the newest in 2026-12)
+        // used the highest versions it knows, Fetch by topic id (v13+) included.
         try checkCapture(capture, expect: ["rdkafka:ApiVersions=3", "rdkafka:Metadata=12", "rdkafka:Produce=10", "rdkafka:Fetch=16", "rdkafka:ListOffsets=7",
                                            "rdkafka:FindCoordinator=2", "rdkafka:JoinGroup=5", "rdkafka:SyncGroup=3", "rdkafka:Heartbeat=3", "rdkafka:LeaveGroup=1",
                                            "rdkafka:OffsetCommit=9", "rdkafka:OffsetFetch=9", "rdkafka:CreateTopics=4", "rdkafka:InitProducerId=4",
@@ -140,10 +143,12 @@ import Testing
         #expect(placed.allSatisfy { ours[$0[0]] == Int($0[1]) }, "partitions differ: \(placed.filter { ours[$0[0]] != Int($0[1]) })")
     }
 
-    @Test func kafkaPythonAdminProduceConsumeGroups() throws {
+    @Test(arguments: PythonClients.both)
+    func kafkaPythonAdminProduceConsumeGroups(clients: PythonClients) throws {
+        let python = try clients.python()
         let (server, relay, port, capture) = try serveRecorded()
         defer { relay.kill9() }
-        let r = try sh("timeout 120 python3 \(PipelineCLITests.repo)/scripts/interop/kafka_python_check.py 127.0.0.1:\(port)")
+        let r = try sh("timeout 120 \(python) \(PipelineCLITests.repo)/scripts/interop/kafka_python_check.py 127.0.0.1:\(port)")
         print(r.output)
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("ok produce/consume/groups: 90 records with headers"))
@@ -366,4 +371,32 @@ import Testing
         let r = try Sluice.run(["serve", "--kafka", "127.0.0.1:0", "--tls-cert", bad, "--tls-key", bad], data: data)
         #expect(r.status == 1 && r.stderr.hasPrefix("error: cannot use --tls-cert \(bad) / --tls-key \(bad): "), "\(r.stderr)")
     }
+}
+
+/// The Python Kafka clients an interop test runs: the versions scripts/test pins (python3's
+/// site packages; reproducible) and the newest that pip serves (a virtual environment that
+/// scripts/test creates and upgrades in .build/interop-newest), so a client release that breaks
+/// Sluice shows in our own CI first.
+enum PythonClients: String, CustomTestStringConvertible, CaseIterable, Sendable {
+    case pinned, newest
+
+    static let both = allCases
+    var testDescription: String { rawValue }
+
+    func python() throws -> String {
+        switch self {
+        case .pinned: return "python3"
+        case .newest:
+            let path = ProcessInfo.processInfo.environment["SLUICE_NEWEST_PYTHON"]
+                ?? PipelineCLITests.repo + "/.build/interop-newest/bin/python3"
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw InteropSetupError(description: "no Python with the newest Kafka clients at \(path); scripts/test creates it (python3 -m venv, pip install --upgrade confluent-kafka kafka-python)")
+            }
+            return path
+        }
+    }
+}
+
+struct InteropSetupError: Error, CustomStringConvertible {
+    var description: String
 }

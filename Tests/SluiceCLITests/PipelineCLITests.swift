@@ -26,6 +26,34 @@ import Testing
         #expect(lines.last == "3 errors" || lines.last?.hasSuffix("errors") == true)
     }
 
+    @Test func aMistypedInputIsReportedAtTheTypoAndNowhereElse() throws {
+        let file = scratch.path + "/typo.yaml"
+        try """
+        name: typo
+        sources:
+          gen: { type: generator, count: 10, template: "{}" }
+        transforms:
+          parse:
+            type: json
+            inputs:
+              - gne
+          loop: { type: json, inputs: [parse, back] }
+          back: { type: json, inputs: [loop] }
+        sinks:
+          out: { type: stdout, inputs: [parse, parse.nope, back] }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try Sluice.run(["validate", file])
+        #expect(r.status == 1)
+        let errors = r.stderr.split(separator: "\n").map(String.init).filter { $0.contains(": error: ") }
+        // One line per mistake, each at the list element that holds it; the source the typo
+        // meant is not also reported as unused.
+        #expect(errors == [
+            "\(file):8:9: error: transform 'parse' reads from 'gne', which is not a component of this pipeline (did you mean 'gen'?)",
+            "\(file):10:32: error: the pipeline has a cycle: loop -> back -> loop (a component cannot read, directly or not, from its own output)",
+            "\(file):12:40: error: 'parse' has no output 'nope' (its outputs are errors, out)",
+        ], "\(r.stderr)")
+    }
+
     @Test func validateAcceptsTheExamples() throws {
         let r = try Sluice.run(["validate", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stderr)")

@@ -72,7 +72,9 @@ def main():
         if i >= 5000 and i % 20 == 0:
             parts.append(record(i - 5000))
     lines = "".join(parts)
-    sluice("produce", "input", "--key-field", "key", input=lines, text=True, capture_output=True)
+    # Small batches (as a trickle of producers would write them), so a poll of fetch_bytes
+    # holds a few hundred records and kills land between many commits.
+    sluice("produce", "input", "--key-field", "key", "--batch-records", "150", input=lines, text=True, capture_output=True)
 
     files = []
     topic_sink = "  out: { type: topic, inputs: [m], topic: output, key: key }"

@@ -44,6 +44,14 @@ def idempotent(bootstrap, keyed_out):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topic = "ck-idem-" + uuid.uuid4().hex[:6]
     create(admin, topic, 4)
+    # All topics (an all-topics Metadata request) and one topic by name.
+    listed = admin.list_topics(timeout=10)
+    if topic not in listed.topics or len(listed.topics[topic].partitions) != 4:
+        fail(f"list_topics: {topic} with 4 partitions not listed: {sorted(listed.topics)}")
+    one = admin.list_topics(topic=topic, timeout=10)
+    if list(one.topics) != [topic]:
+        fail(f"list_topics(topic={topic}): {sorted(one.topics)}")
+    print(f"ok admin: create_topics and list_topics (all topics: {len(listed.topics)}; one by name)")
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": 5})
     delivered = []
     for i in range(1000):
@@ -176,6 +184,8 @@ def transactions(bootstrap):
 
 
 def main():
+    import confluent_kafka
+    print(f"client confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}")
     a = argparse.ArgumentParser()
     a.add_argument("--bootstrap", required=True)
     a.add_argument("--keys-out", required=True, help="file for 'key partition' lines of the idempotent run")

@@ -26,6 +26,8 @@ public struct ComponentNode: Sendable {
     public var type: String
     public var config: ComponentConfig
     public var inputs: [InputRef]
+    /// Where each of `inputs` is written in the file (the list element), for diagnostics.
+    public var inputPositions: [SourcePosition]
     public var line: Int
     public var column: Int
 }

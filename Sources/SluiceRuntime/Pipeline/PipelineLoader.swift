@@ -167,23 +167,30 @@ struct LoadContext {
         }
         let ids = raw.map(\.1)
         for i in nodes.indices {
-            nodes[i].inputs = nodes[i].inputs.filter { ref in
-                guard outputs[ref.component] != nil else {
+            var kept: [(InputRef, SourcePosition)] = []
+            for (ref, at) in zip(nodes[i].inputs, nodes[i].inputPositions) {
+                guard let refOutputs = outputs[ref.component] else {
                     if !ids.contains(ref.component) {
-                        error(nodes[i].line, nodes[i].column, "\(nodes[i].kind.rawValue) '\(nodes[i].id)' reads from '\(ref)', which is not a component of this pipeline", hint: Spelling.didYouMean(ref.component, ids))
+                        let guess = Spelling.suggestion(for: ref.component, in: ids)
+                        // The component a typo meant is read, as far as "unused" goes: one
+                        // mistake, one error.
+                        if let guess { mentioned.insert(guess) }
+                        error(at.line, at.column, "\(nodes[i].kind.rawValue) '\(nodes[i].id)' reads from '\(ref)', which is not a component of this pipeline", hint: guess.map { "did you mean '\($0)'?" })
                     }
-                    return false
+                    continue
                 }
-                if !outputs[ref.component]!.contains(ref.output) {
-                    error(nodes[i].line, nodes[i].column, "'\(ref.component)' has no output '\(ref.output)'", hint: "its outputs are " + outputs[ref.component]!.sorted().joined(separator: ", "))
-                    return false
+                if !refOutputs.contains(ref.output) {
+                    error(at.line, at.column, "'\(ref.component)' has no output '\(ref.output)'", hint: "its outputs are " + refOutputs.sorted().joined(separator: ", "))
+                    continue
                 }
                 if let source = nodes.first(where: { $0.id == ref.component }), source.kind == .sink, ref.output != "errors" {
-                    error(nodes[i].line, nodes[i].column, "'\(ref.component)' is a sink; a sink's only output is '\(ref.component).errors'")
-                    return false
+                    error(at.line, at.column, "'\(ref.component)' is a sink; a sink's only output is '\(ref.component).errors'")
+                    continue
                 }
-                return true
+                kept.append((ref, at))
             }
+            nodes[i].inputs = kept.map(\.0)
+            nodes[i].inputPositions = kept.map(\.1)
         }
         let ordered = checkGraph(nodes)
         return Pipeline(name: name, file: file, broker: broker, guarantee: guarantee, topics: topics, nodes: ordered)
@@ -252,7 +259,7 @@ struct LoadContext {
             return nil
         }
         var values: [String: FieldValue] = [:]
-        var inputs: [InputRef] = []
+        var inputs: [(InputRef, SourcePosition)] = []
         let allowed = spec.fields.map(\.name) + ["type", "inputs"] + (kind == .sink ? ["delivery"] : [])
         var delivery: String?
         var suggested = Set<String>()
@@ -291,11 +298,14 @@ struct LoadContext {
         let config = ComponentConfig(id: id, type: type, kind: kind, values: values, pipelineName: pipelineName, file: file, line: keyNode.mark?.line ?? 1)
         var outs: Set<String> = ["out", "errors"]
         for o in spec.extraOutputs(config) { outs.insert(o) }
-        let node = ComponentNode(id: id, kind: kind, type: type, config: config, inputs: inputs, line: keyNode.mark?.line ?? 1, column: keyNode.mark?.column ?? 1)
+        let node = ComponentNode(
+            id: id, kind: kind, type: type, config: config, inputs: inputs.map(\.0), inputPositions: inputs.map(\.1),
+            line: keyNode.mark?.line ?? 1, column: keyNode.mark?.column ?? 1)
         return (node, outs)
     }
 
-    mutating func parseInputs(_ v: Node) -> [InputRef] {
+    /// The input list's references, each with the position of its own list element.
+    mutating func parseInputs(_ v: Node) -> [(InputRef, SourcePosition)] {
         var items: [Node] = []
         switch v {
         case .sequence(let s): items = Array(s)
@@ -307,7 +317,8 @@ struct LoadContext {
         return items.compactMap { item in
             guard let s = scalarString(item), !s.isEmpty else { error(at: item, "an input must be a component name"); return nil }
             let parts = s.split(separator: ".", maxSplits: 1).map(String.init)
-            return InputRef(component: parts[0], output: parts.count > 1 ? parts[1] : "out")
+            let at = SourcePosition(line: item.mark?.line ?? 1, column: item.mark?.column ?? 1)
+            return (InputRef(component: parts[0], output: parts.count > 1 ? parts[1] : "out"), at)
         }
     }
 
@@ -413,23 +424,26 @@ struct LoadContext {
         var state: [String: Int] = [:]  // 1 visiting, 2 done
         var order: [ComponentNode] = []
         var reported = Set<String>()
-        func visit(_ id: String, _ path: [String]) {
+        // `at` is where the input that led here is written: a cycle is reported at the element
+        // that closes it.
+        func visit(_ id: String, _ path: [String], at: SourcePosition?) {
             guard let node = byId[id] else { return }
             if state[id] == 2 { return }
             if state[id] == 1 {
                 let cycle = Array((path.drop { $0 != id } + [id]).reversed())
                 if !reported.contains(id) {
                     reported.formUnion(cycle)
-                    error(node.line, node.column, "the pipeline has a cycle: " + cycle.joined(separator: " -> "), hint: "a component cannot read, directly or not, from its own output")
+                    let where_ = at ?? SourcePosition(line: node.line, column: node.column)
+                    error(where_.line, where_.column, "the pipeline has a cycle: " + cycle.joined(separator: " -> "), hint: "a component cannot read, directly or not, from its own output")
                 }
                 return
             }
             state[id] = 1
-            for ref in node.inputs { visit(ref.component, path + [id]) }
+            for (ref, position) in zip(node.inputs, node.inputPositions) { visit(ref.component, path + [id], at: position) }
             state[id] = 2
             order.append(node)
         }
-        for n in nodes { visit(n.id, []) }
+        for n in nodes { visit(n.id, [], at: nil) }
         let used = Set(nodes.flatMap { $0.inputs.map(\.component) }).union(mentioned)
         for n in nodes where n.kind == .source && !used.contains(n.id) && hasSinks {
             error(n.line, n.column, "source '\(n.id)' is not read by any transform or sink", hint: "wire it: inputs: [\(n.id)]")
