@@ -60,7 +60,11 @@ public final class TopicManager: Sendable {
         if FileManager.default.fileExists(atPath: final) {
             throw BrokerError(.topicExists, "topic '\(name)' already exists")
         }
-        let staging = directory.tmpPath + "/create-\(name.rawValue)-\(getpid())-\(UUID().uuidString)"
+        // Scratch names never contain the topic's name: a 249-character name plus a prefix
+        // would pass the 255-byte limit of one file name.
+        let staging = directory.tmpPath + "/create-\(getpid())-\(UUID().uuidString)"
+        // Set once the topic is in place: from then on a failure removes the topic itself.
+        var placed = false
         do {
             try? FileManager.default.removeItem(atPath: staging)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
@@ -74,16 +78,53 @@ public final class TopicManager: Sendable {
                 throw BrokerError(.topicExists, "topic '\(name)' already exists")
             }
             try FileManager.default.moveItem(atPath: staging, toPath: final)
+            placed = true
             try syncDirectory(directory.topicsPath)
         } catch let error as BrokerError {
-            try? FileManager.default.removeItem(atPath: staging)
+            discardFailedCreate(name, staging: staging, placed: placed)
             throw error
         } catch {
-            try? FileManager.default.removeItem(atPath: staging)
+            discardFailedCreate(name, staging: staging, placed: placed)
             throw BrokerError(.metadata, "cannot create topic '\(name)': \(error)", cause: error)
         }
+        // Describing opens every partition. Should that fail (a disk error, no descriptors to
+        // be had), the topic goes again: a failed create leaves nothing behind, and the same
+        // command can simply be run again.
+        let description: TopicDescription
+        do {
+            description = try describe(name)
+        } catch {
+            discardFailedCreate(name, staging: staging, placed: true)
+            throw error
+        }
         logger.info("created topic \(name) with \(config.partitions) partitions")
-        return try describe(name)
+        return description
+    }
+
+    /// Removes what a failed `create` made, as far as it can: the staging directory or, once
+    /// the topic was moved into place, the topic itself (the logs `describe` opened are closed
+    /// first). What a crash leaves in `tmp/` goes at the next start.
+    private func discardFailedCreate(_ name: TopicName, staging: String, placed: Bool) {
+        guard placed else {
+            try? FileManager.default.removeItem(atPath: staging)
+            return
+        }
+        let logs = state.withLock { $0.removeValue(forKey: name) }
+        ids.withLock { if let id = $0.byName.removeValue(forKey: name) { $0.byId.removeValue(forKey: id) } }
+        for log in logs?.logs.values.map({ $0 }) ?? [] { log.close() }
+        // Out of topics/ in one rename (readers see the whole topic or none), then removed.
+        let graveyard = directory.tmpPath + "/delete-\(getpid())-\(UUID().uuidString)"
+        if (try? FileManager.default.moveItem(atPath: directory.topicPath(name), toPath: graveyard)) != nil {
+            try? syncDirectory(directory.topicsPath)
+            try? FileManager.default.removeItem(atPath: graveyard)
+        } else {
+            try? FileManager.default.removeItem(atPath: directory.topicPath(name))
+        }
+        if FileManager.default.fileExists(atPath: directory.topicPath(name)) {
+            logger.error("could not remove the half-created topic \(name) at \(directory.topicPath(name)); delete it with: sluice topic delete \(name)")
+        } else {
+            logger.warning("removed the half-created topic \(name) after its creation failed")
+        }
     }
 
     /// Names of every topic, sorted.
@@ -128,7 +169,7 @@ public final class TopicManager: Sendable {
         let logs = state.withLock { $0.removeValue(forKey: name) }
         ids.withLock { if let id = $0.byName.removeValue(forKey: name) { $0.byId.removeValue(forKey: id) } }
         for log in logs?.logs.values.map({ $0 }) ?? [] { log.close() }
-        let graveyard = directory.tmpPath + "/delete-\(name.rawValue)-\(getpid())-\(currentTimeMillis())"
+        let graveyard = directory.tmpPath + "/delete-\(getpid())-\(UUID().uuidString)"
         do {
             try FileManager.default.moveItem(atPath: directory.topicPath(name), toPath: graveyard)
             try syncDirectory(directory.topicsPath)
@@ -218,7 +259,7 @@ public final class TopicManager: Sendable {
     public func rewritePartition(_ name: TopicName, _ partition: PartitionID, fill: (PartitionLog) throws -> Void) throws {
         let config = try self.config(name)
         let path = directory.partitionPath(name, partition)
-        let staging = directory.tmpPath + "/rewrite.\(partition).\(getpid()).\(name.rawValue)"
+        let staging = directory.tmpPath + "/rewrite.\(partition).\(getpid()).\(UUID().uuidString)"
         try? FileManager.default.removeItem(atPath: staging)
         let fresh = try PartitionLog.open(directory: staging, config: config.logConfig, logger: logger)
         try fill(fresh)
@@ -226,7 +267,7 @@ public final class TopicManager: Sendable {
         fresh.close()
         let old = state.withLock { $0[name]?.logs.removeValue(forKey: partition) }
         old?.close()
-        let graveyard = directory.tmpPath + "/old.\(partition).\(getpid()).\(name.rawValue)"
+        let graveyard = directory.tmpPath + "/old.\(partition).\(getpid()).\(UUID().uuidString)"
         do {
             try FileManager.default.moveItem(atPath: path, toPath: graveyard)
             try FileManager.default.moveItem(atPath: staging, toPath: path)

@@ -25,6 +25,15 @@ public struct TopicName: Hashable, Sendable, Comparable, CustomStringConvertible
         return nil
     }
 
+    /// Names starting with `__` belong to Sluice itself (`__consumer_offsets`,
+    /// `__transaction_state`), as in Kafka; users may not create or delete them.
+    public var isInternal: Bool { rawValue.hasPrefix("__") }
+
+    /// The refusal for a user creating or deleting an internal topic.
+    public var reservedError: BrokerError {
+        BrokerError(.invalidTopicName, "topic '\(rawValue)' is internal: names starting with '__' are reserved for Sluice's own topics (__consumer_offsets, __transaction_state)")
+    }
+
     public var description: String { rawValue }
     public static func < (a: TopicName, b: TopicName) -> Bool { a.rawValue < b.rawValue }
 

@@ -105,6 +105,7 @@ public enum KafkaErrorCode {
     public static let corruptMessage: Int16 = 2
     public static let unknownTopicOrPartition: Int16 = 3
     public static let invalidFetchSize: Int16 = 4
+    public static let messageTooLarge: Int16 = 10
     public static let notCoordinator: Int16 = 16
     public static let invalidTopic: Int16 = 17
     public static let recordListTooLarge: Int16 = 18
@@ -120,9 +121,46 @@ public enum KafkaErrorCode {
     public static let nonEmptyGroup: Int16 = 68
     public static let unstableOffsetCommit: Int16 = 88
     public static let unknownTopicId: Int16 = 100
+    public static let unsupportedCompressionType: Int16 = 76
+    public static let invalidRecord: Int16 = 87
     public static let invalidProducerEpoch: Int16 = 47
     public static let producerFenced: Int16 = 90
     public static let unsupportedSaslMechanism: Int16 = 33
     public static let illegalSaslState: Int16 = 34
     public static let saslAuthenticationFailed: Int16 = 58
+}
+
+extension ApiKey {
+    /// Decodes a request body of this API with its generated message type (for tests, fuzzing
+    /// and tools; the handler decodes each API where it answers it).
+    public func decodeRequest(_ r: inout KafkaReader, version: Int16) throws(WireError) -> any KafkaMessage {
+        switch self {
+        case .produce: try ProduceRequest(from: &r, version: version)
+        case .fetch: try FetchRequest(from: &r, version: version)
+        case .listOffsets: try ListOffsetsRequest(from: &r, version: version)
+        case .metadata: try MetadataRequest(from: &r, version: version)
+        case .offsetCommit: try OffsetCommitRequest(from: &r, version: version)
+        case .offsetFetch: try OffsetFetchRequest(from: &r, version: version)
+        case .findCoordinator: try FindCoordinatorRequest(from: &r, version: version)
+        case .joinGroup: try JoinGroupRequest(from: &r, version: version)
+        case .heartbeat: try HeartbeatRequest(from: &r, version: version)
+        case .leaveGroup: try LeaveGroupRequest(from: &r, version: version)
+        case .syncGroup: try SyncGroupRequest(from: &r, version: version)
+        case .describeGroups: try DescribeGroupsRequest(from: &r, version: version)
+        case .listGroups: try ListGroupsRequest(from: &r, version: version)
+        case .saslHandshake: try SaslHandshakeRequest(from: &r, version: version)
+        case .apiVersions: try ApiVersionsRequest(from: &r, version: version)
+        case .createTopics: try CreateTopicsRequest(from: &r, version: version)
+        case .deleteTopics: try DeleteTopicsRequest(from: &r, version: version)
+        case .initProducerId: try InitProducerIdRequest(from: &r, version: version)
+        case .addPartitionsToTxn: try AddPartitionsToTxnRequest(from: &r, version: version)
+        case .addOffsetsToTxn: try AddOffsetsToTxnRequest(from: &r, version: version)
+        case .endTxn: try EndTxnRequest(from: &r, version: version)
+        case .txnOffsetCommit: try TxnOffsetCommitRequest(from: &r, version: version)
+        case .describeConfigs: try DescribeConfigsRequest(from: &r, version: version)
+        case .saslAuthenticate: try SaslAuthenticateRequest(from: &r, version: version)
+        case .createPartitions: try CreatePartitionsRequest(from: &r, version: version)
+        case .deleteGroups: try DeleteGroupsRequest(from: &r, version: version)
+        }
+    }
 }

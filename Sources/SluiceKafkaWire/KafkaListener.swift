@@ -67,6 +67,10 @@ public struct KafkaListener: Sendable {
         return try NIOSSLContext(configuration: configuration)
     }
 
+    /// Bytes of responses one connection may have made and not yet sent before its next
+    /// request waits (one response larger than this still goes when nothing else is pending).
+    public static let maxPendingResponseBytes = 64 << 20
+
     /// Listens until the task is cancelled; `bound` is told the port (useful with port 0).
     public func run(bound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let maxBytes = handler.config.maxRequestBytes
@@ -109,11 +113,15 @@ public struct KafkaListener: Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let (responses, queue) = AsyncStream<KafkaRequestHandler.Response>.makeStream()
+                // Answers made but not yet sent are bounded: a client that sends requests and
+                // never reads holds at most about this many bytes of the broker's memory.
+                let pending = PendingBytes(limit: Self.maxPendingResponseBytes)
                 try await withThrowingTaskGroup(of: Ended.self) { group in
                     group.addTask {
                         for await response in responses {
                             try await response.waitUntilDurable()
                             try await outbound.write(ByteBuffer(bytes: response.bytes))
+                            pending.release(response.bytes.count)
                         }
                         return .responses
                     }
@@ -123,7 +131,11 @@ public struct KafkaListener: Sendable {
                         for try await frame in inbound {
                             let request = Array(frame.readableBytesView)
                             do {
-                                if let response = try await handler.respond(request, sasl: &sasl) { queue.yield(response) }
+                                if let response = try await handler.respond(request, sasl: &sasl) {
+                                    await pending.reserve(response.bytes.count)
+                                    if Task.isCancelled { return .requests }
+                                    queue.yield(response)
+                                }
                                 if sasl.closeAfterResponse {
                                     logger.warning("kafka: closing the connection from \(peer): authentication failed")
                                     return .requests
@@ -189,5 +201,55 @@ public struct KafkaListener: Sendable {
 extension String {
     fileprivate func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// The bytes of responses a connection has made but not yet sent. The request loop reserves
+/// each response's size before queueing it and waits while more than `limit` are pending;
+/// the writer releases them once sent. One reserver at a time (the connection's request loop).
+final class PendingBytes: Sendable {
+    private struct State {
+        var pending = 0
+        var waiter: (CheckedContinuation<Void, Never>, Int)?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    private func fits(_ n: Int, _ s: State) -> Bool { s.pending == 0 || s.pending + n <= limit || s.cancelled }
+
+    /// Waits until `n` more bytes fit (or the task is cancelled), then counts them as pending.
+    func reserve(_ n: Int) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let go = state.withLock { s -> Bool in
+                    if fits(n, s) { s.pending += n; return true }
+                    s.waiter = (c, n)
+                    return false
+                }
+                if go { c.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.cancelled = true
+                defer { s.waiter = nil }
+                return s.waiter?.0
+            }
+            waiter?.resume()
+        }
+    }
+
+    func release(_ n: Int) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.pending -= n
+            guard let (c, m) = s.waiter, fits(m, s) else { return nil }
+            s.pending += m
+            s.waiter = nil
+            return c
+        }
+        waiter?.resume()
     }
 }

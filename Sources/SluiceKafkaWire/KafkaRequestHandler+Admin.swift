@@ -15,6 +15,7 @@ extension KafkaRequestHandler {
             var created: TopicConfig?
             do {
                 let name = try TopicName(t.name)
+                if name.isInternal { throw name.reservedError }
                 guard t.numPartitions != 0, t.numPartitions >= -1 else { throw BrokerError(.invalidPartition, "a topic needs at least one partition") }
                 // -1 (v4+): the broker's default, num.partitions.
                 var config = TopicConfig(partitions: t.numPartitions > 0 ? t.numPartitions : max(1, self.config.autoCreatePartitions))
@@ -71,7 +72,11 @@ extension KafkaRequestHandler {
             var id = KafkaUUID.zero
             if let name {
                 id = topicId(name)
-                do { try broker.deleteTopic(try TopicName(name)) } catch {
+                do {
+                    let topic = try TopicName(name)
+                    if topic.isInternal { throw topic.reservedError }
+                    try broker.deleteTopic(topic)
+                } catch {
                     code = Self.code(error); message = "\(error)"
                 }
             } else {

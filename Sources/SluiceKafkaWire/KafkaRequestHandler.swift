@@ -43,6 +43,9 @@ public final class KafkaRequestHandler: Sendable {
     let logger: Logger
     static let nodeId: Int32 = 0
     static let maxFetchWaitMs: Int32 = 30_000
+    /// The most one fetch answers with, whatever it asks (Kafka's `fetch.max.bytes` default,
+    /// 55 MiB), beyond the first batch: bounds the memory one request can take.
+    public static let maxFetchResponseBytes = 55 << 20
 
     public init(broker: EmbeddedBroker, config: KafkaListenerConfig, logger: Logger) {
         self.broker = broker
@@ -251,7 +254,7 @@ public final class KafkaRequestHandler: Sendable {
             for name in requested {
                 do {
                     let topic = try TopicName(name)
-                    if !broker.topics.exists(topic) && autoCreate && config.autoCreatePartitions > 0 {
+                    if !broker.topics.exists(topic) && autoCreate && config.autoCreatePartitions > 0 && !topic.isInternal {
                         do {
                             try broker.topics.create(topic, config: TopicConfig(partitions: config.autoCreatePartitions))
                             logger.info("created topic \(name) with \(config.autoCreatePartitions) partitions for a Metadata request")
@@ -287,63 +290,117 @@ public final class KafkaRequestHandler: Sendable {
     // MARK: Produce
 
     private func produce(_ r: inout KafkaReader, _ v: Int16, durable waits: inout [(PartitionHandle, Int64)]) async throws -> KafkaWriter? {
-        // The whole request is read before anything is appended.
+        // The whole request is read, and every batch in it checked, before anything is appended:
+        // a request is applied whole or not at all, so a client's retry cannot duplicate part of it.
         let request = try ProduceRequest(from: &r, version: v)
         let acks = request.acks
+        var checked: [[CheckedRecordSet]] = []
+        var refused = false
+        for topicData in request.topicData {
+            checked.append(topicData.partitionData.map { checkRecordSet(topic: topicData.name, $0, acks: acks) })
+            refused = refused || checked.last!.contains { $0.refusal != nil }
+        }
         var durable: [(PartitionHandle, Int64)] = []
         var response = ProduceResponse()
-        for topicData in request.topicData {
+        for (topicData, sets) in zip(request.topicData, checked) {
             var answer = ProduceResponse.TopicProduceResponse(name: topicData.name)
-            for partitionData in topicData.partitionData {
-                answer.partitionResponses.append(appendProduced(
-                    topic: topicData.name, partitionData, acks: acks, durable: &durable))
+            for set in sets {
+                if let refusal = set.refusal {
+                    answer.partitionResponses.append(refusal)
+                } else if refused {
+                    // Valid, but the request holds an invalid batch elsewhere: not appended.
+                    answer.partitionResponses.append(.init(
+                        index: set.index, errorCode: KafkaErrorCode.invalidRecord, baseOffset: -1,
+                        errorMessage: "not appended: another partition of this request holds an invalid batch"))
+                } else {
+                    answer.partitionResponses.append(appendChecked(set, topic: topicData.name, durable: &durable))
+                }
             }
             response.responses.append(answer)
         }
+        if refused { logger.debug("kafka: refused a produce request with an invalid batch; nothing of it was appended") }
         if acks == 0 { return nil }
         // acks=all: the answer leaves once the records are durable under the topic's flush policy.
         if acks == -1 { waits = durable }
-        return Self.encoded(response, answering: r, v, capacity: 256)
+        return Self.encoded(response, answering: r, v)
     }
 
-    /// Appends one partition's record set, batch by batch, and answers for it.
-    private func appendProduced(
-        topic name: String, _ data: ProduceRequest.PartitionProduceData, acks: Int16, durable: inout [(PartitionHandle, Int64)]
-    ) -> ProduceResponse.PartitionProduceResponse {
-        var result = ProduceResponse.PartitionProduceResponse(index: data.index, baseOffset: -1)
-        guard acks == 0 || acks == 1 || acks == -1 else {
-            result.errorCode = KafkaErrorCode.invalidRequiredAcks
-            return result
+    /// One partition's record set of a produce request, checked: its batches' ranges in a
+    /// private copy (offsets are assigned in place), or the answer refusing it.
+    struct CheckedRecordSet {
+        var index: Int32
+        var handle: PartitionHandle?
+        var bytes: [UInt8] = []
+        var batches: [Range<Int>] = []
+        var refusal: ProduceResponse.PartitionProduceResponse?
+    }
+
+    /// Splits a record set into batches and checks every one whole (framing, CRC, every record,
+    /// compressed payloads decompressed) without appending anything.
+    private func checkRecordSet(topic name: String, _ data: ProduceRequest.PartitionProduceData, acks: Int16) -> CheckedRecordSet {
+        var set = CheckedRecordSet(index: data.index)
+        func refuse(_ code: Int16, _ message: String) -> CheckedRecordSet {
+            set.refusal = .init(index: data.index, errorCode: code, baseOffset: -1, errorMessage: message)
+            logger.debug("kafka: produce to \(name)/\(data.index) refused: \(message)")
+            return set
         }
+        guard acks == 0 || acks == 1 || acks == -1 else { return refuse(KafkaErrorCode.invalidRequiredAcks, "acks must be -1, 0 or 1, not \(acks)") }
         do {
-            let topic = try TopicName(name)
-            let handle = try broker.partition(TopicPartition(topic, data.index))
-            guard let records = data.records, !records.isEmpty else { throw BrokerError(.log, "empty record set") }
-            // A private copy: offsets are assigned in place before the bytes are stored.
-            var bytes = Array(records.slice)
-            var at = 0
+            set.handle = try broker.partition(TopicPartition(try TopicName(name), data.index))
+        } catch {
+            return refuse(Self.code(error), "\(error)")
+        }
+        guard let records = data.records, !records.isEmpty else { return refuse(KafkaErrorCode.corruptMessage, "empty record set") }
+        set.bytes = Array(records.slice)
+        typealias L = RecordBatchLayout
+        var at = 0
+        while at < set.bytes.count {
+            guard set.bytes.count - at > L.magic else {
+                return refuse(KafkaErrorCode.corruptMessage, "a truncated batch header at byte \(at) of the record set")
+            }
+            let p = at + L.batchLength
+            let declared = UInt32(set.bytes[p]) << 24 | UInt32(set.bytes[p + 1]) << 16 | UInt32(set.bytes[p + 2]) << 8 | UInt32(set.bytes[p + 3])
+            let length = Int(declared) + L.logOverhead
+            let magic = set.bytes[at + L.magic]
+            guard magic == L.currentMagic else {
+                return refuse(KafkaErrorCode.unsupportedForMessageFormat, "message format v\(magic) is not supported; use a client that writes record batches (v2)")
+            }
+            guard length >= L.headerSize, at + length <= set.bytes.count else {
+                return refuse(KafkaErrorCode.corruptMessage, "a batch of \(length) bytes at byte \(at) overruns the \(set.bytes.count)-byte record set")
+            }
+            guard length <= LogConfig.defaultMaxBatchBytes else {
+                return refuse(KafkaErrorCode.messageTooLarge, "a batch of \(length) bytes is larger than the limit of \(LogConfig.defaultMaxBatchBytes) bytes")
+            }
+            let problem = set.bytes.withUnsafeBytes { raw -> LogError? in
+                do throws(LogError) {
+                    _ = try RecordBatchValidator.validate(UnsafeRawBufferPointer(rebasing: raw[at..<at + length]))
+                    return nil
+                } catch { return error }
+            }
+            if let error = problem {
+                let code = error.code == .invalidRecord ? KafkaErrorCode.invalidRecord
+                    : error.code == .corruptBatch ? KafkaErrorCode.corruptMessage : KafkaErrorCode.unsupportedCompressionType
+                return refuse(code, "batch \(set.batches.count) (byte \(at) of the record set): \(error.message)")
+            }
+            set.batches.append(at..<at + length)
+            at += length
+        }
+        return set
+    }
+
+    /// Appends a checked record set, batch by batch, and answers for it.
+    private func appendChecked(_ set: CheckedRecordSet, topic name: String, durable: inout [(PartitionHandle, Int64)]) -> ProduceResponse.PartitionProduceResponse {
+        var result = ProduceResponse.PartitionProduceResponse(index: set.index, baseOffset: -1)
+        guard let handle = set.handle else { return result }
+        var bytes = set.bytes
+        do {
             var last: AppendResult?
-            typealias L = RecordBatchLayout
-            while at < bytes.count {
-                guard bytes.count - at > L.magic else { throw BrokerError(.log, "a truncated batch header at byte \(at) of the record set") }
-                let p = at + L.batchLength
-                let declared = UInt32(bytes[p]) << 24 | UInt32(bytes[p + 1]) << 16 | UInt32(bytes[p + 2]) << 8 | UInt32(bytes[p + 3])
-                let length = Int(declared) + L.logOverhead
-                let magic = bytes[at + L.magic]
-                guard magic == L.currentMagic else {
-                    result.errorCode = KafkaErrorCode.unsupportedForMessageFormat
-                    result.errorMessage = "message format v\(magic) is not supported; use a client that writes record batches (v2)"
-                    break
-                }
-                guard length >= L.headerSize, at + length <= bytes.count else {
-                    throw BrokerError(.log, "a batch of \(length) bytes at byte \(at) overruns the \(bytes.count)-byte record set")
-                }
+            for range in set.batches {
                 let appended = try bytes.withUnsafeMutableBytes { buf in
-                    try handle.append(batch: UnsafeMutableRawBufferPointer(rebasing: buf[at..<at + length]))
+                    try handle.append(batch: UnsafeMutableRawBufferPointer(rebasing: buf[range]))
                 }
                 if last == nil { result.baseOffset = appended.baseOffset }
                 last = appended
-                at += length
             }
             if let last { durable.append((handle, last.lastOffset)) }
             result.logStartOffset = handle.logStartOffset
@@ -353,9 +410,9 @@ public final class KafkaRequestHandler: Sendable {
             if result.errorCode == KafkaErrorCode.kafkaStorageError {
                 // The broker's fault, not the client's (a full disk, an I/O error): the
                 // operator needs to hear it. Nothing of the batch was acknowledged.
-                logger.warning("kafka: produce to \(name)/\(data.index) failed: \(e.message)")
+                logger.warning("kafka: produce to \(name)/\(set.index) failed: \(e.message)")
             } else {
-                logger.debug("produce to \(name)/\(data.index) refused: \(e.message)")
+                logger.debug("produce to \(name)/\(set.index) refused: \(e.message)")
             }
         } catch {
             result.errorCode = KafkaErrorCode.unknownServerError
@@ -384,6 +441,7 @@ public final class KafkaRequestHandler: Sendable {
             }
         }
         typealias PartitionData = FetchResponse.PartitionData
+        let responseBudget = Swift.min(Swift.max(0, Int(request.maxBytes)), Self.maxFetchResponseBytes)
         func readAll() -> (answers: [PartitionData], bytes: Int) {
             var total = 0
             var out: [PartitionData] = []
@@ -397,9 +455,22 @@ public final class KafkaRequestHandler: Sendable {
                 do {
                     let tp = TopicPartition(try TopicName(f.topic), f.partition)
                     let handle = try broker.partition(tp)
-                    let budget = Swift.max(0, Int(request.maxBytes) - total)
-                    let limit = total == 0 ? Int(f.maxBytes) : Swift.min(Int(f.maxBytes), budget)
-                    let d = try handle.read(from: f.offset, maxBytes: limit, isolation: isolation)
+                    // KIP-74: the first batch of the first partition with data comes whatever
+                    // the limits; after it, the response's budget is kept strictly (a partition
+                    // whose next batch does not fit is answered without records this time).
+                    let left = responseBudget - total
+                    let limit = Swift.min(Swift.max(0, Int(f.maxBytes)), left)
+                    guard total == 0 || limit > 0 else {
+                        out.append(PartitionData(
+                            partitionIndex: f.partition, highWatermark: handle.highWatermark,
+                            lastStableOffset: isolation == .readCommitted ? handle.lastStableOffset : handle.highWatermark,
+                            logStartOffset: handle.logStartOffset, records: RecordBytes()))
+                        continue
+                    }
+                    var d = try handle.read(from: f.offset, maxBytes: limit, isolation: isolation)
+                    if total > 0 && d.result.byteCount > left {
+                        d = FetchedData(emptyAt: f.offset, like: d)
+                    }
                     total += d.result.byteCount
                     out.append(PartitionData(
                         partitionIndex: f.partition, highWatermark: d.highWatermark, lastStableOffset: d.lastStableOffset,

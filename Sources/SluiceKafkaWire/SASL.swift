@@ -79,6 +79,12 @@ extension SASLUsers {
             guard parts.count == 3 else { return .failure(SASLFailure("malformed PLAIN token")) }
             let user = String(decoding: parts[1], as: UTF8.self), password = String(decoding: parts[2], as: UTF8.self)
             guard let expected = plain[user], expected == password else { return .failure(SASLFailure("authentication failed for user '\(user)'")) }
+            // An authorization id other than the user would act as someone else; as Kafka's
+            // PLAIN server does, only an empty one or the user's own is accepted.
+            let authzid = String(decoding: parts[0], as: UTF8.self)
+            guard authzid.isEmpty || authzid == user else {
+                return .failure(SASLFailure("user '\(user)' may not act as '\(authzid)' (PLAIN authorization id must be empty or the user)"))
+            }
             state.authenticatedUser = user
             return .success([])
         case "SCRAM-SHA-256":

@@ -7,15 +7,42 @@ import Glibc
 #endif
 
 public enum RecordCompression {
-    /// The records section of a compressed batch, decompressed.
-    public static func decompress(codec: Int, _ data: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    /// The records section of a compressed batch, decompressed. Output beyond `limit` bytes is
+    /// an error, thrown before more than `limit` bytes are allocated (a zip bomb is refused).
+    public static func decompress(codec: Int, _ data: UnsafeRawBufferPointer, limit: Int = Int.max) throws(LogError) -> [UInt8] {
+        let limit = max(limit, 1)
         switch codec {
-        case 1: return try Gzip.inflate(data)
-        case 2: return try Snappy.decode(data)
-        case 3: return try LZ4Frame.decode(data)
-        case 4: return try Zstd.decode(data)
+        case 1: return try Gzip.inflate(data, limit: limit)
+        case 2: return try Snappy.decode(data, limit: limit)
+        case 3: return try LZ4Frame.decode(data, limit: limit)
+        case 4: return try Zstd.decode(data, limit: limit)
         default: throw LogError(.invalidBatch, "unknown compression codec \(codec)")
         }
+    }
+
+    /// Whether the library that decompresses `codec` is present (snappy is built in).
+    public static func canDecompress(codec: Int) -> Bool {
+        switch codec {
+        case 0, 2: return true
+        case 1: return Gzip.fns != nil
+        case 3: return LZ4Frame.fns != nil
+        case 4: return Zstd.fns != nil
+        default: return false
+        }
+    }
+
+    /// The first buffer a decoder allocates: a guess from the input size, within the limit.
+    static func initialCapacity(_ inputCount: Int, limit: Int) -> Int {
+        max(1, min(limit, max(1024, inputCount * 4)))
+    }
+
+    /// How much to grow a full output buffer of `count` bytes, or nil when it is at the limit.
+    static func growth(_ count: Int, limit: Int) -> Int? {
+        count >= limit ? nil : min(count, limit - count)
+    }
+
+    static func tooLarge(_ codec: String, _ limit: Int) -> LogError {
+        LogError(.corruptBatch, "\(codec): the records decompress to more than \(limit) bytes, the limit")
     }
 
     /// A symbol from a shared library, or nil.
@@ -60,9 +87,9 @@ private enum Gzip {
         return (unsafeBitCast(i, to: InitFn.self), unsafeBitCast(f, to: InflateFn.self), unsafeBitCast(e, to: EndFn.self))
     }()
 
-    static func inflate(_ data: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    static func inflate(_ data: UnsafeRawBufferPointer, limit: Int) throws(LogError) -> [UInt8] {
         guard let (initFn, inflateFn, endFn) = fns else { throw RecordCompression.missing("gzip", "libz.so.1") }
-        var out = [UInt8](repeating: 0, count: max(1024, data.count * 4))
+        var out = [UInt8](repeating: 0, count: RecordCompression.initialCapacity(data.count, limit: limit))
         let streamPointer = UnsafeMutablePointer<ZStream>.allocate(capacity: 1)
         streamPointer.initialize(to: ZStream())
         defer { streamPointer.deallocate() }
@@ -76,7 +103,10 @@ private enum Gzip {
             streamPointer.pointee.nextIn = inp.baseAddress
             streamPointer.pointee.availIn = UInt32(inp.count)
             while true {
-                if produced == out.count { out += [UInt8](repeating: 0, count: out.count) }
+                if produced == out.count {
+                    guard let more = RecordCompression.growth(out.count, limit: limit) else { return Int32.min }
+                    out += [UInt8](repeating: 0, count: more)
+                }
                 let rc: Int32 = out.withUnsafeMutableBufferPointer { o in
                     streamPointer.pointee.nextOut = o.baseAddress! + produced
                     streamPointer.pointee.availOut = UInt32(o.count - produced)
@@ -88,6 +118,7 @@ private enum Gzip {
                 if rc != 0 && !(rc == -5 && produced == out.count) { return rc }
             }
         }
+        if status == Int32.min { throw RecordCompression.tooLarge("gzip", limit) }
         guard status == 1 else { throw LogError(.corruptBatch, "gzip: the records do not inflate (zlib status \(status))") }
         out.removeSubrange(produced...)
         return out
@@ -110,15 +141,20 @@ private enum Zstd {
         return (unsafeBitCast(c, to: CreateFn.self), unsafeBitCast(f, to: FreeFn.self), unsafeBitCast(s, to: StreamFn.self), unsafeBitCast(e, to: IsErrorFn.self))
     }()
 
-    static func decode(_ data: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    static func decode(_ data: UnsafeRawBufferPointer, limit: Int) throws(LogError) -> [UInt8] {
         guard let (create, free, stream, isError) = fns else { throw RecordCompression.missing("zstd", "libzstd.so.1") }
         let ctx = create()
         defer { _ = free(ctx) }
-        var out = [UInt8](repeating: 0, count: max(1024, data.count * 4))
+        var out = [UInt8](repeating: 0, count: RecordCompression.initialCapacity(data.count, limit: limit))
         var input = ZstdBuffer(ptr: UnsafeMutableRawPointer(mutating: data.baseAddress), size: data.count, pos: 0)
         var produced = 0
         while true {
-            if produced == out.count { out += [UInt8](repeating: 0, count: out.count) }
+            if produced == out.count {
+                guard let more = RecordCompression.growth(out.count, limit: limit) else {
+                    throw RecordCompression.tooLarge("zstd", limit)
+                }
+                out += [UInt8](repeating: 0, count: more)
+            }
             let rc: Int = out.withUnsafeMutableBytes { o in
                 var output = ZstdBuffer(ptr: o.baseAddress! + produced, size: o.count - produced, pos: 0)
                 let rc = withUnsafeMutablePointer(to: &output) { out in
@@ -150,16 +186,21 @@ private enum LZ4Frame {
         return (unsafeBitCast(c, to: CreateFn.self), unsafeBitCast(f, to: FreeFn.self), unsafeBitCast(d, to: DecompressFn.self), unsafeBitCast(e, to: IsErrorFn.self))
     }()
 
-    static func decode(_ data: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    static func decode(_ data: UnsafeRawBufferPointer, limit: Int) throws(LogError) -> [UInt8] {
         guard let (create, free, decompress, isError) = fns else { throw RecordCompression.missing("lz4", "liblz4.so.1") }
         var ctx: OpaquePointer?
         guard isError(create(&ctx, 100)) == 0 else { throw LogError(.corruptBatch, "lz4: cannot create a decompression context") }
         defer { _ = free(ctx) }
-        var out = [UInt8](repeating: 0, count: max(1024, data.count * 4))
+        var out = [UInt8](repeating: 0, count: RecordCompression.initialCapacity(data.count, limit: limit))
         var consumed = 0
         var produced = 0
         while consumed < data.count {
-            if produced == out.count { out += [UInt8](repeating: 0, count: out.count) }
+            if produced == out.count {
+                guard let more = RecordCompression.growth(out.count, limit: limit) else {
+                    throw RecordCompression.tooLarge("lz4", limit)
+                }
+                out += [UInt8](repeating: 0, count: more)
+            }
             let rc: Int = out.withUnsafeMutableBytes { o in
                 var dstSize = o.count - produced
                 var srcSize = data.count - consumed
@@ -181,7 +222,7 @@ private enum LZ4Frame {
 enum Snappy {
     static let xerialMagic: [UInt8] = [0x82, 0x53, 0x4E, 0x41, 0x50, 0x50, 0x59, 0x00]
 
-    static func decode(_ data: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    static func decode(_ data: UnsafeRawBufferPointer, limit: Int = Int.max) throws(LogError) -> [UInt8] {
         if data.count >= 16 && Array(data.prefix(8)) == xerialMagic {
             // magic, version, compatible version, then (int32 length, raw block) chunks.
             var out: [UInt8] = []
@@ -190,16 +231,16 @@ enum Snappy {
                 let n = Int(UInt32(data[pos]) << 24 | UInt32(data[pos + 1]) << 16 | UInt32(data[pos + 2]) << 8 | UInt32(data[pos + 3]))
                 pos += 4
                 guard n >= 0, pos + n <= data.count else { throw LogError(.corruptBatch, "snappy: a chunk overruns the records") }
-                out += try block(UnsafeRawBufferPointer(rebasing: data[pos..<(pos + n)]))
+                out += try block(UnsafeRawBufferPointer(rebasing: data[pos..<(pos + n)]), limit: limit - out.count)
                 pos += n
             }
             return out
         }
-        return try block(data)
+        return try block(data, limit: limit)
     }
 
     /// One raw snappy block: the uncompressed length (varint), then literals and copies.
-    static func block(_ src: UnsafeRawBufferPointer) throws(LogError) -> [UInt8] {
+    static func block(_ src: UnsafeRawBufferPointer, limit: Int = Int.max) throws(LogError) -> [UInt8] {
         func bad(_ why: String) -> LogError { LogError(.corruptBatch, "snappy: \(why)") }
         var pos = 0
         var length = 0
@@ -212,6 +253,7 @@ enum Snappy {
             shift += 7
         }
         guard length <= 256 << 20 else { throw bad("a block claims \(length) bytes") }
+        guard length <= limit else { throw RecordCompression.tooLarge("snappy", limit) }
         var out: [UInt8] = []
         out.reserveCapacity(length)
         while pos < src.count {

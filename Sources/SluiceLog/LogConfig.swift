@@ -41,6 +41,8 @@ public struct LogConfig: Sendable, Hashable {
     public var indexIntervalBytes: Int
     /// The largest batch an append accepts.
     public var maxBatchBytes: Int
+    /// The default of `maxBatchBytes` (Kafka's `message.max.bytes` plays this part): 8 MiB.
+    public static let defaultMaxBatchBytes = 8 * 1024 * 1024
 
     public init(
         flush: FlushPolicy = .interval(milliseconds: 50),
@@ -49,7 +51,7 @@ public struct LogConfig: Sendable, Hashable {
         retentionMs: Int64 = 7 * 24 * 3_600_000,
         retentionBytes: Int64 = -1,
         indexIntervalBytes: Int = 4096,
-        maxBatchBytes: Int = 8 * 1024 * 1024
+        maxBatchBytes: Int = LogConfig.defaultMaxBatchBytes
     ) {
         self.flush = flush
         self.segmentBytes = segmentBytes

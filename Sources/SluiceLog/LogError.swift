@@ -11,6 +11,10 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let diskFull = Code(name: "disk-full")
         public static let corruptBatch = Code(name: "corrupt-batch")
         public static let invalidBatch = Code(name: "invalid-batch")
+        /// A batch whose framing and CRC are right but whose contents are not (record count,
+        /// offsets, records, compression): Kafka's INVALID_RECORD, where `corruptBatch` (length,
+        /// magic, CRC) is its CORRUPT_MESSAGE.
+        public static let invalidRecord = Code(name: "invalid-record")
         public static let offsetOutOfRange = Code(name: "offset-out-of-range")
         public static let closed = Code(name: "closed")
         public static let readOnly = Code(name: "read-only")

@@ -82,6 +82,29 @@ struct ReadPlan {
     var limit: Int
     var highWatermark: Int64
     var logStartOffset: Int64
+    /// The base offset the batch at `start` must have: the segment's, or the index entry's.
+    var firstOffset: Int64
+    /// True when `start` came from an index entry rather than the segment's start.
+    var fromIndex: Bool
+    /// Offset after the segment's last batch as the log's state knows it; no batch may pass it.
+    var endOffset: Int64
+    /// The segment after this one, if any.
+    var next: LogSegment?
+}
+
+/// Where a read goes.
+enum ReadLookup {
+    case atEnd
+    case plan(ReadPlan)
+    /// `offset` falls after the batches of `segment` (which end at `endOffset`) but before `next`.
+    case hole(segment: LogSegment, endOffset: Int64, next: LogSegment)
+}
+
+/// What reading one segment from a plan found.
+enum SegmentRead {
+    case batches(LogReadResult)
+    /// No batch at or after the offset asked for: the segment's batches end at `endOffset`.
+    case end(endOffset: Int64)
 }
 
 extension PartitionLog {
@@ -90,36 +113,64 @@ extension PartitionLog {
     /// watermark returns an empty result; before the log start or past the high watermark
     /// throws `offsetOutOfRange`. A batch that fails its checks ends the result before it;
     /// if it is the first one, the read throws `corruptBatch` naming the file and offset.
+    /// The checks include the offsets: each batch starts where the one before it ended (the
+    /// first where the segment's name or its index says), and consecutive segments continue
+    /// each other; a hole (a deleted segment) throws, naming both files.
     public func read(from offset: Int64, maxBytes: Int = 1024 * 1024) throws -> LogReadResult {
-        var target = offset
-        while true {
-            let plan = try state.withLock { s -> ReadPlan? in
-                if s.closed { throw LogError(.closed, "the log in \(directory) is closed") }
-                if target < s.logStartOffset || target > s.endOffset {
-                    throw LogError(.offsetOutOfRange, "offset \(target) is outside the log's range \(s.logStartOffset)..<\(s.endOffset)", file: directory, offset: target)
+        let target = offset
+        let lookup = try state.withLock { s -> ReadLookup in
+            if s.closed { throw LogError(.closed, "the log in \(directory) is closed") }
+            if target < s.logStartOffset || target > s.endOffset {
+                throw LogError(.offsetOutOfRange, "offset \(target) is outside the log's range \(s.logStartOffset)..<\(s.endOffset)", file: directory, offset: target)
+            }
+            if target == s.endOffset { return .atEnd }
+            let i = Self.segmentIndex(s.segments, containing: target)
+            let seg = s.segments[i]
+            let next = i + 1 < s.segments.count ? s.segments[i + 1].segment : nil
+            if let next, target >= seg.nextOffset {
+                // The segment's batches end before the next segment starts, and `target` is between.
+                return .hole(segment: seg.segment, endOffset: seg.nextOffset, next: next)
+            }
+            var start = 0
+            var first = seg.segment.baseOffset
+            if target >= seg.segment.baseOffset {
+                let rel = UInt32(truncatingIfNeeded: target - seg.segment.baseOffset)
+                if let e = Self.floorEntry(seg.index, rel) {
+                    start = Int(e.position)
+                    first = seg.segment.baseOffset + Int64(e.relativeOffset)
                 }
-                if target == s.endOffset { return nil }
-                var i = Self.segmentIndex(s.segments, containing: target)
-                while i < s.segments.count - 1 && target >= s.segments[i].nextOffset { i += 1 }
-                let seg = s.segments[i]
-                let start = target >= seg.segment.baseOffset
-                    ? seg.index.floorPosition(UInt32(truncatingIfNeeded: target - seg.segment.baseOffset)) : 0
-                return ReadPlan(segment: seg.segment, start: start, limit: seg.size, highWatermark: s.endOffset, logStartOffset: s.logStartOffset)
             }
-            guard let plan else {
-                let (hw, lso) = state.withLock { ($0.endOffset, $0.logStartOffset) }
-                return LogReadResult(bytes: [], range: 0..<0, highWatermark: hw, logStartOffset: lso, nextOffset: target)
+            return .plan(ReadPlan(segment: seg.segment, start: start, limit: seg.size, highWatermark: s.endOffset,
+                                  logStartOffset: s.logStartOffset, firstOffset: first, fromIndex: start > 0,
+                                  endOffset: seg.nextOffset, next: next))
+        }
+        let plan: ReadPlan
+        switch lookup {
+        case .atEnd:
+            let (hw, lso) = state.withLock { ($0.endOffset, $0.logStartOffset) }
+            return LogReadResult(bytes: [], range: 0..<0, highWatermark: hw, logStartOffset: lso, nextOffset: target)
+        case .hole(let segment, let end, let next):
+            throw gap(segment, endOffset: end, next: next)
+        case .plan(let p):
+            plan = p
+        }
+        switch try read(plan, from: target, maxBytes: maxBytes) {
+        case .batches(let result):
+            return result
+        case .end(let end):
+            // Nothing at or after `target` in that segment, which holds the offsets below the
+            // next one's base: whatever lies between is missing.
+            let next = state.withLock { s -> LogSegment? in
+                guard let i = s.segments.firstIndex(where: { $0.segment === plan.segment }), i + 1 < s.segments.count
+                else { return nil }
+                return s.segments[i + 1].segment
             }
-            if let result = try read(plan, from: target, maxBytes: maxBytes) { return result }
-            // Nothing at or after `target` in that segment: continue with the next one.
-            let next = state.withLock { s -> Int64? in
-                guard let i = s.segments.firstIndex(where: { $0.segment === plan.segment }), i + 1 < s.segments.count else { return nil }
-                return s.segments[i + 1].segment.baseOffset
+            guard let next else {
+                // The last segment, or one retention deleted meanwhile.
+                return LogReadResult(bytes: [], range: 0..<0, highWatermark: plan.highWatermark,
+                                     logStartOffset: plan.logStartOffset, nextOffset: target)
             }
-            guard let next, next > target else {
-                return LogReadResult(bytes: [], range: 0..<0, highWatermark: plan.highWatermark, logStartOffset: plan.logStartOffset, nextOffset: target)
-            }
-            target = next
+            throw gap(plan.segment, endOffset: end, next: next)
         }
     }
 
@@ -132,9 +183,20 @@ extension PartitionLog {
         return found
     }
 
-    private func read(_ plan: ReadPlan, from target: Int64, maxBytes: Int) throws -> LogReadResult? {
+    /// The last index entry whose batch's base offset is <= `relativeOffset`, if any.
+    static func floorEntry(_ index: OffsetIndex, _ relativeOffset: UInt32) -> OffsetIndex.Entry? {
+        let entries = index.entries
+        var lo = 0, hi = entries.count - 1, found = -1
+        while lo <= hi {
+            let mid = (lo + hi) >> 1
+            if entries[mid].relativeOffset <= relativeOffset { found = mid; lo = mid + 1 } else { hi = mid - 1 }
+        }
+        return found < 0 ? nil : entries[found]
+    }
+
+    private func read(_ plan: ReadPlan, from target: Int64, maxBytes: Int) throws -> SegmentRead {
         let available = plan.limit - plan.start
-        guard available > 0 else { return nil }
+        guard available > 0 else { return .end(endOffset: plan.firstOffset) }
         let slack = config.indexIntervalBytes + 2 * RecordBatchLayout.headerSize
         var bytes = try plan.segment.log.pread(count: min(available, max(maxBytes, 1) + slack), at: plan.start)
         var base = plan.start  // file position of bytes[0]
@@ -142,6 +204,8 @@ extension PartitionLog {
         var first: Int?
         var end = 0
         var next = target
+        // The base offset the next batch must have.
+        var expected = plan.firstOffset
         while true {
             if pos + RecordBatchLayout.logOverhead > bytes.count {
                 if first != nil || base + pos >= plan.limit { break }
@@ -162,8 +226,15 @@ extension PartitionLog {
                 base += pos; pos = 0
                 continue
             }
-            let lastOffset = bytes.withUnsafeBytes { $0.be64(pos) + Int64($0.be32(pos + RecordBatchLayout.lastOffsetDelta)) }
+            let (batchBase, delta) = bytes.withUnsafeBytes { ($0.be64(pos), $0.be32(pos + RecordBatchLayout.lastOffsetDelta)) }
+            if let reason = sequenceProblem(plan, position: base + pos, batchBase: batchBase, delta: delta, expected: expected) {
+                // Batches before it are served; the read that reaches it throws.
+                if first == nil { throw corruption(plan, position: base + pos, offset: expected, reason: reason) }
+                break
+            }
+            let lastOffset = batchBase + Int64(delta)
             if lastOffset < target {
+                expected = lastOffset + 1
                 pos += total
                 continue
             }
@@ -181,9 +252,36 @@ extension PartitionLog {
             pos += total
             end = pos
             next = header.nextOffset
+            expected = header.nextOffset
         }
-        guard let first else { return nil }
-        return LogReadResult(bytes: bytes, range: first..<end, highWatermark: plan.highWatermark, logStartOffset: plan.logStartOffset, nextOffset: next)
+        guard let first else { return .end(endOffset: expected) }
+        return .batches(LogReadResult(bytes: bytes, range: first..<end, highWatermark: plan.highWatermark, logStartOffset: plan.logStartOffset, nextOffset: next))
+    }
+
+    /// Why the batch at file byte `position` cannot follow what was read before it, or nil
+    /// when it starts at `expected` and ends within the segment's offsets.
+    private func sequenceProblem(_ plan: ReadPlan, position: Int, batchBase: Int64, delta: Int32, expected: Int64) -> String? {
+        if batchBase != expected {
+            if position == plan.start && plan.fromIndex {
+                return "the batch there starts at offset \(batchBase), but the index \(plan.segment.indexPath) says offset "
+                    + "\(expected) starts there (the segment or its index is damaged)"
+            }
+            if position == 0 {
+                return "the segment's first batch starts at offset \(batchBase), but the file's name says offset \(expected)"
+            }
+            return "the batch there starts at offset \(batchBase), but the batch before it ended at offset \(expected - 1) "
+                + "(offsets must continue)"
+        }
+        if delta < 0 { return "the batch's last offset delta is negative (\(delta))" }
+        let lastOffset = batchBase + Int64(delta)
+        if lastOffset >= plan.endOffset {
+            if let next = plan.next {
+                return "the batch there ends at offset \(lastOffset), but the next segment \(next.logPath) starts at "
+                    + "offset \(plan.endOffset) (the segments overlap)"
+            }
+            return "the batch there ends at offset \(lastOffset), past the log's end offset \(plan.endOffset)"
+        }
+        return nil
     }
 
     private func corruption(_ plan: ReadPlan, position: Int, offset: Int64?, reason: String) -> LogError {
@@ -191,6 +289,15 @@ extension PartitionLog {
         let message = "\(plan.segment.logPath) is corrupt at byte \(position)\(at): \(reason); reads stop before it"
         logger.error("\(message)")
         return LogError(.corruptBatch, message, file: plan.segment.logPath, offset: offset)
+    }
+
+    /// The error for offsets missing between `segment`, whose batches end at `endOffset`, and
+    /// the segment after it.
+    private func gap(_ segment: LogSegment, endOffset: Int64, next: LogSegment) -> LogError {
+        let message = Self.boundaryMessage(segment, endOffset: endOffset, nextPath: next.logPath, nextBase: next.baseOffset)
+            + "; reads stop before them"
+        logger.error("\(message)")
+        return LogError(.corruptBatch, message, file: segment.logPath, offset: endOffset)
     }
 
     /// The largest record timestamp in the log (-1 when empty): ListOffsets' MAX_TIMESTAMP.

@@ -1,7 +1,19 @@
 // Opening a partition log: listing segments, loading or rebuilding indexes, and checking the
-// tail batch by batch, truncating at the first batch whose length, magic, CRC or offsets are
-// wrong.
+// tail batch by batch, truncating at the first batch whose length, magic or CRC is wrong.
+// Offsets are checked too: each batch must start where the one before it ended, and each
+// rolled segment's batches must end where the next segment's name says it starts. A break
+// there (a rewritten base offset, a deleted segment) is logged as an error and left in place
+// for reads to refuse, so everything before it stays readable and no offset is handed out
+// twice.
 import Logging
+
+/// How a rolled segment's batch headers end, from its last index entry on.
+enum SegmentTail {
+    /// The offset after the last batch.
+    case end(Int64)
+    /// The first batch whose length or offsets are wrong, at a byte of the file.
+    case broken(position: Int, reason: String)
+}
 
 /// What a scan of a segment's bytes found.
 struct ScanResult: Sendable {
@@ -15,6 +27,12 @@ struct ScanResult: Sendable {
     var timeIndex = TimeIndex()
     /// The first bad batch: byte position, its offset if readable, and why.
     var failure: (position: Int, offset: Int64?, reason: String)?
+    /// The first whole, valid batch that does not start where the batch before it ended (or,
+    /// first in the segment, where the file's name says): byte position, the offset expected
+    /// there and the one found. Its CRC holds, so it is kept, as is everything after it (the
+    /// offsets already handed out stay as they were); the scan goes on, the caller logs it
+    /// and reads that reach it fail.
+    var sequenceBreak: (position: Int, expected: Int64, found: Int64)?
 
     init(baseOffset: Int64) {
         nextOffset = baseOffset
@@ -76,7 +94,15 @@ extension PartitionLog {
             throw LogError(.io, "the log directory \(directory) holds no segment files", file: directory)
         }
         let shared = SharedState(segments: segments, logStartOffset: start, endOffset: end, flushedOffset: end)
-        let log = PartitionLog(directory: directory, config: config, readOnly: readOnly, logger: logger, writer: writer, state: shared)
+        // A whole batch that fails its checks is damage; a batch cut short at the end of the
+        // file may still be being written by the writer beside us, and is not reported.
+        var damage: String?
+        if readOnly, let failure = tail.failure, let active = segments.last?.segment,
+           !failure.reason.hasPrefix("the last batch is incomplete"), !failure.reason.hasSuffix("stray bytes after the last batch") {
+            damage = "\(active.logPath) is corrupt at byte \(failure.position)\(failure.offset.map { " (offset \($0))" } ?? ""): \(failure.reason); "
+                + "records from offset \(tail.nextOffset) on cannot be read until a writer opens the partition (it cuts the log there)"
+        }
+        let log = PartitionLog(directory: directory, config: config, readOnly: readOnly, logger: logger, writer: writer, state: shared, tailDamage: damage)
         if !readOnly { LogMaintenance.shared.register(log) }
         return log
     }
@@ -86,6 +112,7 @@ extension PartitionLog {
     static func recoverTail(_ segment: LogSegment, size: Int, config: LogConfig, readOnly: Bool, logger: Logger) throws -> ScanResult {
         var scan = ScanResult(baseOffset: segment.baseOffset)
         try Self.scan(segment.log, segmentBase: segment.baseOffset, size: size, config: config, into: &scan)
+        reportSequenceBreak(scan, in: segment, logger: logger)
         guard !readOnly else { return scan }
         if scan.validEnd < size {
             let why = scan.failure.map { f in
@@ -114,27 +141,131 @@ extension PartitionLog {
 
     /// Loads a rolled segment's indexes, rebuilding them from the log when they are missing
     /// or inconsistent. Older segments are not re-checksummed here; reads verify every batch.
+    /// The batch headers after the last index entry are followed to the segment's end, which
+    /// must be where the next segment starts (`nextBase`): a hole between them (a deleted
+    /// segment) or a break in the offsets is logged, and reads that reach it fail.
     static func loadClosedSegment(_ segment: LogSegment, size: Int, nextBase: Int64, config: LogConfig, readOnly: Bool, logger: Logger) throws -> SegmentState {
+        let nextPath = LogSegment.path(segment.directory, nextBase, "log")
         let indexBytes = (try? FileIO.readAll(segment.indexPath)) ?? []
         let timeBytes = (try? FileIO.readAll(segment.timeIndexPath)) ?? []
         if size > 0, let index = OffsetIndex.decode(indexBytes, logSize: size), let timeIndex = TimeIndex.decode(timeBytes), !timeIndex.entries.isEmpty,
            indexLooksComplete(index, segment: segment, size: size, config: config) {
-            return SegmentState(segment: segment, size: size, nextOffset: nextBase, maxTimestamp: timeIndex.lastTimestamp, firstTimestamp: timeIndex.entries.first?.timestamp ?? -1, index: index, timeIndex: timeIndex)
+            var nextOffset = nextBase
+            switch try closedSegmentEnd(segment, size: size, index: index) {
+            case .end(let end):
+                if end != nextBase {
+                    let message = boundaryMessage(segment, endOffset: end, nextPath: nextPath, nextBase: nextBase)
+                    logger.error("\(message); reads that reach them fail")
+                    nextOffset = min(end, nextBase)
+                }
+            case .broken(let position, let reason):
+                logger.error("\(segment.logPath) is corrupt at byte \(position): \(reason); reads that reach it fail")
+            }
+            return SegmentState(segment: segment, size: size, nextOffset: nextOffset, maxTimestamp: timeIndex.lastTimestamp, firstTimestamp: timeIndex.entries.first?.timestamp ?? -1, index: index, timeIndex: timeIndex)
         }
         var scan = ScanResult(baseOffset: segment.baseOffset)
         try Self.scan(segment.log, segmentBase: segment.baseOffset, size: size, config: config, into: &scan)
         if scan.maxTimestamp > scan.timeIndex.lastTimestamp {
-            scan.timeIndex.entries.append(TimeIndex.Entry(timestamp: scan.maxTimestamp, relativeOffset: UInt32(truncatingIfNeeded: scan.lastBatchBase - segment.baseOffset)))
+            scan.timeIndex.entries.append(TimeIndex.Entry(timestamp: scan.maxTimestamp, relativeOffset: UInt32(truncatingIfNeeded: scan.lastBatchBase &- segment.baseOffset)))
         }
         if let f = scan.failure {
             logger.error("\(segment.logPath) is corrupt at byte \(f.position)\(f.offset.map { " (offset \($0))" } ?? ""): \(f.reason); reads of this partition stop before it")
+        } else if scan.nextOffset != nextBase {
+            let message = boundaryMessage(segment, endOffset: scan.nextOffset, nextPath: nextPath, nextBase: nextBase)
+            logger.error("\(message); reads that reach them fail")
         }
+        reportSequenceBreak(scan, in: segment, logger: logger)
         if !readOnly && size > 0 {
             logger.info("rebuilt the index of \(segment.logPath)")
             try rewriteIndexes(segment, scan)
         }
-        // Reads stop at the first bad batch: only the valid prefix is readable.
-        return SegmentState(segment: segment, size: scan.validEnd, nextOffset: scan.failure == nil ? nextBase : scan.nextOffset, maxTimestamp: scan.maxTimestamp, firstTimestamp: scan.firstTimestamp, index: scan.index, timeIndex: scan.timeIndex)
+        // Reads stop at the first bad batch: only the valid prefix is readable. No batch may
+        // reach into the next segment's offsets.
+        return SegmentState(segment: segment, size: scan.validEnd, nextOffset: min(scan.nextOffset, nextBase), maxTimestamp: scan.maxTimestamp, firstTimestamp: scan.firstTimestamp, index: scan.index, timeIndex: scan.timeIndex)
+    }
+
+    /// Says that `segment`, whose batches end at `endOffset`, does not lead to the next
+    /// segment (`nextPath`, starting at `nextBase`).
+    static func boundaryMessage(_ segment: LogSegment, endOffset: Int64, nextPath: String, nextBase: Int64) -> String {
+        let holds = endOffset > segment.baseOffset ? "ends at offset \(endOffset - 1)" : "holds no batches"
+        if endOffset < nextBase {
+            return "offsets \(endOffset)..<\(nextBase) are missing: \(segment.logPath) \(holds), but the next segment "
+                + "\(nextPath) starts at offset \(nextBase) (a segment file may have been deleted)"
+        }
+        return "\(segment.logPath) \(holds), but the next segment \(nextPath) starts at offset \(nextBase) (the segments overlap)"
+    }
+
+    /// Logs the first place where a scan found the offsets of `segment` broken.
+    static func reportSequenceBreak(_ scan: ScanResult, in segment: LogSegment, logger: Logger) {
+        guard let g = scan.sequenceBreak else { return }
+        let what = g.position == 0
+            ? "the segment's first batch starts at offset \(g.found), but the file's name says offset \(g.expected)"
+            : "the batch there starts at offset \(g.found), but the batch before it ended at offset \(g.expected - 1) "
+                + "(offsets must continue)"
+        logger.error("\(segment.logPath) is corrupt at byte \(g.position) (offset \(g.expected)): \(what); reads that reach it fail")
+    }
+
+    /// Follows a rolled segment's batch headers from its last index entry (from its start when
+    /// it has none) to its end, reading a few KiB at most in the usual case, and returns the
+    /// offset after its last batch, or the first batch there whose length or offsets are
+    /// wrong. The first batch's offset is checked against the file's name too. Records and
+    /// CRCs are left to reads.
+    static func closedSegmentEnd(_ segment: LogSegment, size: Int, index: OffsetIndex) throws -> SegmentTail {
+        typealias L = RecordBatchLayout
+        var position = 0
+        var expected = segment.baseOffset
+        if let last = index.entries.last {
+            let head = try segment.log.pread(count: 8, at: 0)
+            if head.count == 8 {
+                let found = head.withUnsafeBytes { $0.be64(0) }
+                if found != segment.baseOffset {
+                    return .broken(position: 0, reason: "the segment's first batch starts at offset \(found), but the file's "
+                        + "name says offset \(segment.baseOffset)")
+                }
+            }
+            position = Int(last.position)
+            expected = segment.baseOffset + Int64(last.relativeOffset)
+        }
+        let indexed = index.entries.last.map { Int($0.position) }
+        let need = L.lastOffsetDelta + 4  // through lastOffsetDelta
+        var chunk: [UInt8] = []
+        var chunkStart = position
+        while position < size {
+            if position + need > chunkStart + chunk.count {
+                chunkStart = position
+                chunk = try segment.log.pread(count: min(64 * 1024, size - position), at: position)
+                guard chunk.count >= need else {
+                    return .broken(position: position, reason: "\(size - position) stray bytes after the last batch")
+                }
+            }
+            let at = position - chunkStart
+            let (found, length, delta) = chunk.withUnsafeBytes { p in
+                (p.be64(at + L.baseOffset), Int(p.be32(at + L.batchLength)), p.be32(at + L.lastOffsetDelta))
+            }
+            let total = length + L.logOverhead
+            guard total >= L.headerSize, position + total <= size else {
+                return .broken(position: position, reason: "batch length \(length) is invalid")
+            }
+            guard found == expected else {
+                let reason: String
+                if position == 0 {
+                    reason = "the segment's first batch starts at offset \(found), but the file's name says offset \(expected)"
+                } else if position == indexed {
+                    reason = "the batch there starts at offset \(found), but the index \(segment.indexPath) says offset "
+                        + "\(expected) starts there (the segment or its index is damaged)"
+                } else {
+                    reason = "the batch there starts at offset \(found), but the batch before it ended at offset "
+                        + "\(expected - 1) (offsets must continue)"
+                }
+                return .broken(position: position, reason: reason)
+            }
+            guard delta >= 0 else {
+                return .broken(position: position, reason: "the batch's last offset delta is negative (\(delta))")
+            }
+            expected = found + Int64(delta) + 1
+            position += total
+        }
+        return .end(expected)
     }
 
     /// An index written by appends has an entry at least every `indexIntervalBytes` of log, and
@@ -176,13 +307,23 @@ extension PartitionLog {
             let position = filePosition + pos
             switch RecordBatchCodec.check(p, at: pos, verifyCRC: true) {
             case .valid(let h):
-                if h.baseOffset < scan.nextOffset {
-                    scan.failure = (position, h.baseOffset, "batch offset \(h.baseOffset) is below the expected \(scan.nextOffset)")
+                // An offset no log can hold is damage like a bad CRC (the writer must not go on
+                // from it).
+                if h.baseOffset < 0 || h.baseOffset > Int64.max - (1 << 32) {
+                    scan.failure = (position, h.baseOffset, "batch offset \(h.baseOffset) is not a valid offset")
                     return pos
                 }
-                let rel = UInt32(truncatingIfNeeded: h.baseOffset - segmentBase)
+                // A batch whose offsets do not continue is kept (cutting the segment there would
+                // drop every later batch and hand their offsets out again) but gets no index
+                // entry: reads that reach it walk into it and fail.
+                let continues = h.baseOffset == scan.nextOffset
+                if !continues && scan.sequenceBreak == nil {
+                    scan.sequenceBreak = (position, scan.nextOffset, h.baseOffset)
+                }
+                let rel = UInt32(truncatingIfNeeded: h.baseOffset &- segmentBase)
                 let maxTs = max(scan.maxTimestamp, h.maxTimestamp)
-                if scan.bytesSinceIndex >= config.indexIntervalBytes && position > 0 {
+                let ascending = scan.index.entries.last.map { rel > $0.relativeOffset } ?? true
+                if scan.bytesSinceIndex >= config.indexIntervalBytes && position > 0 && continues && ascending {
                     scan.index.entries.append(OffsetIndex.Entry(relativeOffset: rel, position: UInt32(position)))
                     if maxTs > scan.timeIndex.lastTimestamp {
                         scan.timeIndex.entries.append(TimeIndex.Entry(timestamp: maxTs, relativeOffset: rel))
@@ -193,7 +334,8 @@ extension PartitionLog {
                 }
                 if scan.firstTimestamp < 0 { scan.firstTimestamp = h.baseTimestamp }
                 scan.maxTimestamp = maxTs
-                scan.lastBatchBase = h.baseOffset
+                // The last batch whose offsets are trusted (the time index's last entry points at it).
+                if continues && h.baseOffset >= scan.lastBatchBase { scan.lastBatchBase = h.baseOffset }
                 scan.nextOffset = h.nextOffset
                 pos += h.totalSize
                 scan.validEnd = filePosition + pos

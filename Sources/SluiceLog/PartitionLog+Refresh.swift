@@ -1,6 +1,7 @@
 // Read-only logs follow a writer in another process: `refresh()` re-lists the segments and
 // scans what was appended since the last look. Batches still being written stay invisible
-// until they are whole and pass their CRC.
+// until they are whole and pass their CRC. A new segment must start where the one before it
+// ends; a hole or an overlap is logged, and reads that reach it fail.
 
 extension PartitionLog {
     /// Picks up segments and batches appended by another process; drops segments that
@@ -23,6 +24,7 @@ extension PartitionLog {
             scan.index = last.index
             scan.timeIndex = last.timeIndex
             try Self.scan(last.segment.log, segmentBase: last.segment.baseOffset, size: try last.segment.log.size(), config: config, into: &scan)
+            Self.reportSequenceBreak(scan, in: last.segment, logger: logger)
             last.size = scan.validEnd
             last.nextOffset = scan.nextOffset
             last.maxTimestamp = scan.maxTimestamp
@@ -34,11 +36,17 @@ extension PartitionLog {
             // Segments rolled since: scan each whole (the newest may still be growing).
             for base in bases.sorted() where base > last.segment.baseOffset {
                 let segment = try LogSegment(directory: directory, baseOffset: base, create: false, readOnly: true)
-                if let i = segments.indices.last {
-                    segments[i].nextOffset = max(segments[i].nextOffset, min(base, segments[i].nextOffset))
+                if let i = segments.indices.last, segments[i].nextOffset != base {
+                    // The segment before ends elsewhere than this one starts. Reads refuse the
+                    // hole (offsets from its end to `base`) or the overlap (batches past `base`).
+                    let message = Self.boundaryMessage(segments[i].segment, endOffset: segments[i].nextOffset,
+                                                       nextPath: segment.logPath, nextBase: base)
+                    logger.error("\(message); reads that reach them fail")
+                    segments[i].nextOffset = min(segments[i].nextOffset, base)
                 }
                 scan = ScanResult(baseOffset: base)
                 try Self.scan(segment.log, segmentBase: base, size: try segment.log.size(), config: config, into: &scan)
+                Self.reportSequenceBreak(scan, in: segment, logger: logger)
                 segments.append(SegmentState(segment: segment, size: scan.validEnd, nextOffset: scan.nextOffset, maxTimestamp: scan.maxTimestamp, firstTimestamp: scan.firstTimestamp, index: scan.index, timeIndex: scan.timeIndex))
             }
             let final = segments

@@ -72,11 +72,16 @@ public final class PartitionLog: Sendable {
     public let directory: String
     public let config: LogConfig
     public let isReadOnly: Bool
+    /// For a read-only open: why the active segment could not be read to its end when a whole
+    /// batch there is damaged (not merely still being written), naming the file and byte. A
+    /// writer opening the partition cuts the log there; a reader serves what comes before.
+    public let tailDamage: String?
     let logger: Logger
     let writer: Mutex<WriterState>
     let state: Mutex<SharedState>
 
-    init(directory: String, config: LogConfig, readOnly: Bool, logger: Logger, writer: WriterState, state: SharedState) {
+    init(directory: String, config: LogConfig, readOnly: Bool, logger: Logger, writer: WriterState, state: SharedState, tailDamage: String? = nil) {
+        self.tailDamage = tailDamage
         self.directory = directory
         self.config = config
         self.isReadOnly = readOnly
@@ -238,6 +243,10 @@ public final class PartitionLog: Sendable {
         try w.active.log.sync()
         try w.active.index?.sync()
         try w.active.timeIndex?.sync()
+        // The rolled segment's indexes are not written again (reads use their copies in
+        // memory): their descriptors go now rather than when the pool next needs room.
+        w.active.index?.closeIfIdle()
+        w.active.timeIndex?.closeIfIdle()
         let segment = try LogSegment(directory: directory, baseOffset: w.nextOffset, create: true, readOnly: false)
         try FileIO.syncDirectory(directory)
         let next = w.nextOffset

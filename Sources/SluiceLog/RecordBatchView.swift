@@ -16,8 +16,10 @@ public struct BatchHeader: Sendable, Hashable {
     public var baseSequence: Int32
     public var recordCount: Int32
 
-    public var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
-    public var nextOffset: Int64 { lastOffset + 1 }
+    // Wrapping: a damaged header (baseOffset is not covered by the CRC) must not trap; the
+    // offset checks of reads and recovery refuse what these give for it.
+    public var lastOffset: Int64 { baseOffset &+ Int64(lastOffsetDelta) }
+    public var nextOffset: Int64 { lastOffset &+ 1 }
     /// Bytes the whole batch takes, `baseOffset` and `batchLength` included.
     public var totalSize: Int { Int(batchLength) + RecordBatchLayout.logOverhead }
     public var isTransactional: Bool { attributes.contains(.transactional) }
@@ -105,18 +107,19 @@ public struct RecordView {
         self.headerBytes = headerBytes
     }
 
-    /// Calls `body` with each header's name and value (nil value = null header).
+    /// Calls `body` with each header's name and value (nil value = null header). Views from
+    /// `RecordBatchView.forEachRecord` have had their headers checked; others stop at a bad one.
     public func forEachHeader(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer?) throws -> Void) rethrows {
         var pos = 0
-        for _ in 0..<headerCount {
-            guard let nl = Varint.read(headerBytes, &pos), nl >= 0, pos + Int(nl) <= headerBytes.count else { return }
+        for _ in 0..<max(headerCount, 0) {
+            guard let nl = Varint.read(headerBytes, &pos), nl >= 0, nl <= Int64(headerBytes.count - pos) else { return }
             let name = UnsafeRawBufferPointer(rebasing: headerBytes[pos..<(pos + Int(nl))])
             pos += Int(nl)
             guard let vl = Varint.read(headerBytes, &pos) else { return }
             if vl < 0 {
                 try body(name, nil)
             } else {
-                guard pos + Int(vl) <= headerBytes.count else { return }
+                guard vl <= Int64(headerBytes.count - pos) else { return }
                 try body(name, UnsafeRawBufferPointer(rebasing: headerBytes[pos..<(pos + Int(vl))]))
                 pos += Int(vl)
             }
@@ -162,51 +165,87 @@ public struct RecordBatchView {
     }
 
     /// Decodes every record in order; compressed batches (gzip, snappy, lz4, zstd, as Kafka
-    /// clients send them) are decompressed first. Throws on a malformed record.
+    /// clients send them) are decompressed first, within
+    /// `RecordBatchValidator.defaultDecompressedLimit`. Throws `corruptBatch` on a malformed
+    /// record, a record count the records do not match, offset deltas that do not rise within
+    /// the batch's range, or bytes after the last record; never traps on damaged bytes.
     @inlinable
     public func forEachRecord(_ body: (RecordView) throws -> Void) throws {
-        if header.attributes.compression != 0 {
+        let headerSize = RecordBatchLayout.headerSize
+        guard bytes.count >= headerSize else { throw malformed(0) }
+        // The batch's own bytes, should the buffer run on past it.
+        let total = Int(header.batchLength) + RecordBatchLayout.logOverhead
+        let end = total >= headerSize && total <= bytes.count ? total : bytes.count
+        let batch = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
+        let codec = header.attributes.compression
+        if codec != 0 {
+            let compressed = UnsafeRawBufferPointer(rebasing: batch[headerSize...])
+            let limit = RecordBatchValidator.defaultDecompressedLimit(compressedBytes: compressed.count)
             let records: [UInt8]
             do {
-                records = try RecordCompression.decompress(codec: header.attributes.compression, UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.headerSize...]))
+                records = try RecordCompression.decompress(codec: codec, compressed, limit: limit)
             } catch {
                 throw LogError(error.code, "batch at offset \(header.baseOffset): \(error.message)", offset: header.baseOffset)
             }
             try records.withUnsafeBytes { try forEachRecord(in: $0, from: 0, body) }
             return
         }
-        try forEachRecord(in: bytes, from: RecordBatchLayout.headerSize, body)
+        try forEachRecord(in: batch, from: headerSize, body)
     }
 
-    /// Decodes the records in `p` from byte `start` (the batch itself, or its decompressed records).
+    /// Decodes the records in `p` from byte `start` to its end (the batch itself, or its
+    /// decompressed records).
     @inlinable
     func forEachRecord(in p: UnsafeRawBufferPointer, from start: Int, _ body: (RecordView) throws -> Void) throws {
         var pos = start
         let count = Int(header.recordCount)
+        guard count >= 0, header.lastOffsetDelta >= 0 else { throw malformed(start) }
+        let logAppendTime = header.attributes.contains(.logAppendTime)
+        var previousDelta: Int64 = -1
         for _ in 0..<count {
-            guard let len = Varint.read(p, &pos), len > 0, pos + Int(len) <= p.count else {
-                throw malformed(pos)
+            let recordStart = pos
+            guard let len = Varint.read(p, &pos), len > 0, len <= Int64(p.count - pos) else {
+                throw malformed(recordStart)
             }
             let end = pos + Int(len)
             let rec = UnsafeRawBufferPointer(rebasing: p[0..<end])
             var q = pos + 1  // record attributes
+            // Offset deltas rise within 0...lastOffsetDelta (Kafka's compaction may leave holes).
             guard let tsDelta = Varint.read(rec, &q), let offDelta = Varint.read(rec, &q),
-                  let keyLen = Varint.read(rec, &q), keyLen >= -1, q + Int(max(keyLen, 0)) <= end
-            else { throw malformed(pos) }
+                  offDelta > previousDelta, offDelta <= Int64(header.lastOffsetDelta),
+                  let keyLen = Varint.read(rec, &q), keyLen >= -1, keyLen <= Int64(end - q)
+            else { throw malformed(recordStart) }
+            let (created, overflow) = header.baseTimestamp.addingReportingOverflow(tsDelta)
+            guard !overflow else { throw malformed(recordStart) }
             let key = keyLen < 0 ? nil : UnsafeRawBufferPointer(rebasing: p[q..<(q + Int(keyLen))])
             q += Int(max(keyLen, 0))
-            guard let valueLen = Varint.read(rec, &q), valueLen >= -1, q + Int(max(valueLen, 0)) <= end else { throw malformed(pos) }
+            guard let valueLen = Varint.read(rec, &q), valueLen >= -1, valueLen <= Int64(end - q) else {
+                throw malformed(recordStart)
+            }
             let value = valueLen < 0 ? nil : UnsafeRawBufferPointer(rebasing: p[q..<(q + Int(valueLen))])
             q += Int(max(valueLen, 0))
-            guard let headerCount = Varint.read(rec, &q), headerCount >= 0, headerCount <= Int64(end - q) else { throw malformed(pos) }
+            // Each header takes at least 2 bytes; all of them must end exactly at the record's end.
+            guard let headerCount = Varint.read(rec, &q), headerCount >= 0, headerCount <= Int64(end - q) / 2 else {
+                throw malformed(recordStart)
+            }
+            let headerStart = q
+            for _ in 0..<Int(headerCount) {
+                guard let nl = Varint.read(rec, &q), nl >= 0, nl <= Int64(end - q) else { throw malformed(recordStart) }
+                q += Int(nl)
+                guard let vl = Varint.read(rec, &q), vl >= -1, vl <= Int64(end - q) else { throw malformed(recordStart) }
+                q += Int(max(vl, 0))
+            }
+            guard q == end else { throw malformed(recordStart) }
             let view = RecordView(
-                offset: header.baseOffset + offDelta,
-                timestamp: header.attributes.contains(.logAppendTime) ? header.maxTimestamp : header.baseTimestamp + tsDelta,
+                offset: header.baseOffset &+ offDelta,
+                timestamp: logAppendTime ? header.maxTimestamp : created,
                 key: key, value: value, headerCount: Int(headerCount),
-                headerBytes: UnsafeRawBufferPointer(rebasing: p[q..<end]))
+                headerBytes: UnsafeRawBufferPointer(rebasing: p[headerStart..<end]))
+            previousDelta = offDelta
             try body(view)
             pos = end
         }
+        guard pos == p.count else { throw malformed(pos) }
     }
 
     @usableFromInline

@@ -120,6 +120,8 @@ struct Consume: AsyncParsableCommand {
         }
         try out.flush()
         if let failure { throw failure }
+        // Everything readable was printed; damage that stopped a partition short is an error.
+        if let damage = handles.lazy.compactMap({ $0.log.tailDamage }).first { throw CLIError.runtime(damage) }
     }
 
     // MARK: Group member

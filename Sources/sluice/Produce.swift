@@ -47,7 +47,15 @@ struct Produce: ParsableCommand {
         // Appends stream while lines are read; durability is waited for once, at the end
         // (`always` topics are synced by each append, as promised). With --report-acks each
         // chunk is made durable before the next is read, so the count printed is current.
-        while let chunk = try lines.nextChunk() {
+        while true {
+            let next: [ArraySlice<UInt8>]?
+            do { next = try lines.nextChunk() } catch {
+                // What was read before the bad input is written and durable, as the message says.
+                try writer.flushAll()
+                try writer.syncPending()
+                throw error
+            }
+            guard let chunk = next else { break }
             let now = currentTimeMillis()
             for line in chunk {
                 lineNumber += 1
@@ -61,6 +69,13 @@ struct Produce: ParsableCommand {
                     }
                     recordKey = k
                     if fixedPartition == nil { p = Murmur2.partition(forKey: k, partitions: config.partitions) }
+                }
+                // One record must fit in one batch (8 MiB with its overhead): a longer line is
+                // the input's fault, said before anything after it is written.
+                if line.count + (recordKey?.count ?? 0) > Self.maxRecordBytes {
+                    try writer.flushAll()
+                    try writer.syncPending()
+                    throw CLIError.user("line \(lineNumber) of standard input is \(line.count) bytes; a record may be at most \(Self.maxRecordBytes) bytes (a batch is at most 8 MiB); the \(lineNumber - 1) lines before it were written")
                 }
                 let target = p ?? keyless.partition(partitions: config.partitions)
                 let full = try line.withUnsafeBytes { value in
@@ -86,6 +101,10 @@ struct Produce: ParsableCommand {
 }
 
 extension Produce {
+    /// The largest record (value plus key) a line may become: a batch's limit less room for
+    /// the batch header and the record's own fields.
+    static let maxRecordBytes = LogConfig.defaultMaxBatchBytes - 1024
+
     /// The key a JSON line holds in `field`: a string as its UTF-8 bytes, a number or bool as
     /// its JSON text. Nil when the line is not a JSON object or lacks the field.
     static func field(_ field: String, of line: ArraySlice<UInt8>) -> [UInt8]? {
@@ -186,7 +205,10 @@ struct LineReader {
     mutating func nextChunk() throws -> [ArraySlice<UInt8>]? {
         while !atEnd {
             if carried == buffer.count {
-                // One line longer than the buffer: grow it.
+                // One line longer than the buffer: grow it, up to the longest line a record can hold.
+                guard buffer.count <= Produce.maxRecordBytes else {
+                    throw CLIError.user("standard input has a line longer than \(Produce.maxRecordBytes) bytes, the most a record may be (a batch is at most 8 MiB); the lines before it were written")
+                }
                 buffer.append(contentsOf: repeatElement(0, count: buffer.count))
             }
             let room = buffer.count - carried

@@ -59,6 +59,10 @@ enum Main {
         case let e as PipelineRunError:
             printError(e.description)
             return 2
+        case let e as ComponentError:
+            // A component that cannot start (its file, its port): the sentence says which.
+            printError("component " + e.description)
+            return 2
         case let e as ExitCode:
             return e.rawValue
         default:

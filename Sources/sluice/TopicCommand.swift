@@ -36,6 +36,7 @@ struct TopicCommand: ParsableCommand {
 
         func run() throws {
             let topicName = try TopicName(name)
+            if topicName.isInternal { throw topicName.reservedError }
             let config = TopicConfig(
                 partitions: partitions,
                 flush: flush,
@@ -89,6 +90,7 @@ struct TopicCommand: ParsableCommand {
 
         func run() throws {
             let topicName = try TopicName(name)
+            if topicName.isInternal { throw topicName.reservedError }
             let topics = try global.openTopics(readOnly: false)
             defer { topics.close() }
             try topics.delete(topicName)

@@ -227,3 +227,14 @@ extension PartitionHandle {
         try PartitionHandle(topicPartition: tp, log: topics.partitionLog(tp.topic, tp.partition), logger: Logger(label: "sluice.read"))
     }
 }
+
+extension FetchedData {
+    /// The same partition's answer without records, for a read at `offset` whose batches did
+    /// not fit the response they were read for.
+    public init(emptyAt offset: Int64, like d: FetchedData) {
+        self.init(topicPartition: d.topicPartition,
+                  result: .empty(at: offset, highWatermark: d.result.highWatermark, logStartOffset: d.result.logStartOffset),
+                  highWatermark: d.highWatermark, lastStableOffset: d.lastStableOffset, logStartOffset: d.logStartOffset,
+                  abortedTransactions: [], isolation: d.isolation)
+    }
+}

@@ -186,8 +186,18 @@ final class FileSink: ExactlyOnceSink {
 
     private static func open(_ path: String, id: String, columns: [String], format: Format) throws -> Open {
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        // Only a regular file can be appended to, synced, rotated and cut back (a FIFO, a
+        // device or /proc/self/status cannot), so anything else is refused before it is opened.
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & S_IFMT != S_IFREG {
+            throw ComponentError(component: id, "\(path) is not a regular file; a file sink writes, syncs and rotates regular files")
+        }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ComponentError(component: id, "cannot open \(path) for writing") }
-        var size = Int64(h.seekToEndOfFile())
+        var size: Int64
+        do { size = Int64(try h.seekToEnd()) } catch {
+            // /proc files say they are regular but cannot be sought.
+            throw ComponentError(component: id, "\(path) is not a regular file that can be appended to (it cannot be sought to its end)")
+        }
         if format == .csv && size == 0 {
             var header: [UInt8] = []
             for (i, c) in columns.enumerated() {

@@ -17,6 +17,23 @@
 /// let t = try Expression.compileTemplate("order {{id}} of {{upper(user)}}", at: position)
 /// ```
 public enum Expression {
+    /// How deep an expression's tree may be: every operator, `.field`, `[index]`, call, list
+    /// and `if` is one level more than its deepest operand, so a chain `a + b + c` is two
+    /// levels, and the recursive parts (parentheses, prefix operators, `??`, arguments) may
+    /// not nest deeper either. Beyond it the expression does not compile (compiling and
+    /// evaluating recurse over the tree; this keeps the stack they need small and bounded).
+    public static let maxDepth = 256
+
+    /// The longest one expression may be, in UTF-8 bytes; in a template, each `{{ }}` part.
+    public static let maxLength = 16 * 1024
+
+    static let tooDeepMessage = "expression is nested more than \(maxDepth) levels deep "
+        + "(each operator counts one level, also in a chain like 'a + b + c'); "
+        + "split it into several fields or use a function"
+
+    static let tooLongMessage = "expression is longer than \(maxLength) bytes; "
+        + "split it into several fields or use a function"
+
     /// Parses, type-checks and compiles `source`, which starts at `start` in its file.
     ///
     /// Error positions count from `start`: on the first line columns add to `start.column`;
@@ -42,9 +59,20 @@ public enum Expression {
         _ source: String,
         at start: SourcePosition = SourcePosition(line: 1, column: 1)
     ) throws(ExpressionError) -> CompiledExpression {
+        try compileTemplate(source, literal: [], at: start)
+    }
+
+    /// A template some of whose text is literal: `literal` are byte ranges of `source`'s UTF-8
+    /// (the values of `${VAR}` in a pipeline file) in which no brace opens or closes a `{{ }}`
+    /// part. Between parts they stay text as they are; inside a part they are expression text.
+    static func compileTemplate(
+        _ source: String,
+        literal: [Range<Int>],
+        at start: SourcePosition
+    ) throws(ExpressionError) -> CompiledExpression {
         let bytes = Array(source.utf8)
         do throws(ExpressionFailure) {
-            let node = try templateNode(bytes)
+            let node = try templateNode(bytes, literal: literal)
             return CompiledExpression(source: source, node: node)
         } catch {
             throw ExpressionError(error.message, at: position(of: error.offset, in: bytes, from: start))
@@ -80,7 +108,7 @@ public enum Expression {
         case value(ValueFunction)
     }
 
-    static func templateNode(_ bytes: [UInt8]) throws(ExpressionFailure) -> CompiledNode {
+    static func templateNode(_ bytes: [UInt8], literal: [Range<Int>] = []) throws(ExpressionFailure) -> CompiledNode {
         let open = UInt8(ascii: "{")
         let close = UInt8(ascii: "}")
         var parts: [TemplatePart] = []
@@ -88,8 +116,15 @@ public enum Expression {
         var i = 0
         var textStart = 0
         let n = bytes.count
+        // A brace at these offsets is text, never half of a "{{" or "}}".
+        var marks = [Bool](repeating: false, count: literal.isEmpty ? 0 : n)
+        for r in literal {
+            for k in r where k >= 0 && k < n { marks[k] = true }
+        }
+        let isLiteral = marks
+        func delimits(_ k: Int) -> Bool { isLiteral.isEmpty || (!isLiteral[k] && !isLiteral[k + 1]) }
         while i < n {
-            guard bytes[i] == open, i + 1 < n, bytes[i + 1] == open else {
+            guard bytes[i] == open, i + 1 < n, bytes[i + 1] == open, delimits(i) else {
                 i += 1
                 continue
             }
@@ -106,7 +141,7 @@ public enum Expression {
                     if c == q { quote = nil }
                 } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
                     quote = c
-                } else if c == close, j + 1 < n, bytes[j + 1] == close {
+                } else if c == close, j + 1 < n, bytes[j + 1] == close, delimits(j) {
                     end = j
                     break
                 }

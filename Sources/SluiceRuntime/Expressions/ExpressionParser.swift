@@ -10,6 +10,14 @@
 //   - !                  (unary; `!a == b` is `(!a) == b`)
 //   .name [index]        (postfix)
 // Every node keeps the byte offsets of its first token and of its operator for messages.
+//
+// Hostile input: chains (`a + a + …`, `a and a and …`, `a.b.b…`, `a[0][0]…`) are parsed by
+// loops, not recursion, but they build a tree as deep as they are long, and compiling and
+// evaluating recurse over that tree. So every node records its depth as it is built (leaves
+// 0, anything else 1 + its deepest child) and no node deeper than `Expression.maxDepth` is
+// ever built; the recursive paths (parentheses, prefix operators, `??`, `if`, calls, lists,
+// indexes) also count their nesting against the same limit, so the parser's own recursion is
+// bounded too, and the text of one expression is at most `Expression.maxLength` bytes.
 
 enum UnaryOperator {
     case negate, not
@@ -54,15 +62,38 @@ struct SyntaxNode {
     /// or field name, the '['.
     var anchor: Int
     /// How the operator was spelled (`and` or `&&`), for messages.
-    var spelling: String = ""
+    var spelling: String
+    /// Levels of operators below and including this node: 0 for a leaf (a literal, a field
+    /// name, `this`, `meta.x`), else 1 + its deepest child's. Computed from the children's
+    /// as the node is built, so measuring a tree never walks it.
+    let depth: Int
+
+    init(kind: Kind, start: Int, anchor: Int, spelling: String = "") {
+        self.kind = kind
+        self.start = start
+        self.anchor = anchor
+        self.spelling = spelling
+        switch kind {
+        case .literal, .this, .field, .meta:
+            depth = 0
+        case .list(let items), .call(_, let items):
+            depth = 1 + (items.map(\.depth).max() ?? 0)
+        case .member(let base, _), .unary(_, let base):
+            depth = 1 + base.depth
+        case .index(let a, let b), .binary(_, let a, let b):
+            depth = 1 + max(a.depth, b.depth)
+        case .conditional(let c, let a, let b):
+            depth = 1 + max(c.depth, a.depth, b.depth)
+        }
+    }
 }
 
 struct ExpressionParser {
     let bytes: [UInt8]
     let tokens: [Token]
     var i = 0
+    /// Nested expressions and prefix operators being parsed right now (the recursion).
     var depth = 0
-    static let maxDepth = 200
 
     init(bytes: [UInt8], tokens: [Token]) {
         self.bytes = bytes
@@ -71,10 +102,17 @@ struct ExpressionParser {
 
     /// Parses the tokens of `range` of `bytes` as one whole expression.
     static func parse(_ bytes: [UInt8], range: Range<Int>) throws(ExpressionFailure) -> SyntaxNode {
+        if range.count > Expression.maxLength {
+            // At the first character past the limit.
+            var cut = range.lowerBound + Expression.maxLength
+            while cut > range.lowerBound && bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+            throw ExpressionFailure(Expression.tooLongMessage, at: cut)
+        }
         let tokens = try ExpressionLexer.tokenize(bytes, range: range)
         var parser = ExpressionParser(bytes: bytes, tokens: tokens)
         guard tokens[0].kind != .end else { throw ExpressionFailure("empty expression", at: tokens[0].start) }
-        let node = try parser.parseExpression()
+        // The whole expression is level 0; what nests inside it counts from 1.
+        let node = try parser.parseOr()
         guard parser.current.kind == .end else { throw parser.unexpected() }
         return node
     }
@@ -108,15 +146,26 @@ struct ExpressionParser {
         _ = advance()
     }
 
-    mutating func nest() throws(ExpressionFailure) {
+    /// One level deeper into the recursion, opened by the token at `offset` (a '(', a prefix
+    /// operator, …): past `Expression.maxDepth` levels, the error is at that token.
+    mutating func nest(at offset: Int) throws(ExpressionFailure) {
         depth += 1
-        if depth > Self.maxDepth { throw ExpressionFailure("expression is nested too deeply", at: current.start) }
+        if depth > Expression.maxDepth { throw ExpressionFailure(Expression.tooDeepMessage, at: offset) }
+    }
+
+    /// `node` as built, unless it is more than `Expression.maxDepth` levels deep: then the
+    /// error, at `t`, the token that made it one level too deep (the 257th '+' of a chain).
+    func bounded(_ node: SyntaxNode, at t: Token) throws(ExpressionFailure) -> SyntaxNode {
+        guard node.depth > Expression.maxDepth else { return node }
+        throw ExpressionFailure(Expression.tooDeepMessage, at: t.start)
     }
 
     // MARK: Levels
 
-    mutating func parseExpression() throws(ExpressionFailure) -> SyntaxNode {
-        try nest()
+    /// A whole expression nested inside another, opened by `opening` (a '(', a call's '(',
+    /// an index's or a list's '[', an `if`): one level of nesting.
+    mutating func parseExpression(opening: Token) throws(ExpressionFailure) -> SyntaxNode {
+        try nest(at: opening.start)
         defer { depth -= 1 }
         return try parseOr()
     }
@@ -126,7 +175,8 @@ struct ExpressionParser {
         while isKeyword("or") || current.kind == .orOr {
             let op = advance()
             let right = try parseAnd()
-            left = SyntaxNode(kind: .binary(.or, left, right), start: left.start, anchor: op.start, spelling: text(op))
+            let node = SyntaxNode(kind: .binary(.or, left, right), start: left.start, anchor: op.start, spelling: text(op))
+            left = try bounded(node, at: op)
         }
         return left
     }
@@ -136,7 +186,8 @@ struct ExpressionParser {
         while isKeyword("and") || current.kind == .andAnd {
             let op = advance()
             let right = try parseNot()
-            left = SyntaxNode(kind: .binary(.and, left, right), start: left.start, anchor: op.start, spelling: text(op))
+            let node = SyntaxNode(kind: .binary(.and, left, right), start: left.start, anchor: op.start, spelling: text(op))
+            left = try bounded(node, at: op)
         }
         return left
     }
@@ -144,10 +195,11 @@ struct ExpressionParser {
     mutating func parseNot() throws(ExpressionFailure) -> SyntaxNode {
         if isKeyword("not") {
             let op = advance()
-            try nest()
+            try nest(at: op.start)
             defer { depth -= 1 }
             let operand = try parseNot()
-            return SyntaxNode(kind: .unary(.not, operand), start: op.start, anchor: op.start, spelling: "not")
+            let node = SyntaxNode(kind: .unary(.not, operand), start: op.start, anchor: op.start, spelling: "not")
+            return try bounded(node, at: op)
         }
         return try parseComparison()
     }
@@ -167,7 +219,8 @@ struct ExpressionParser {
             }
             let t = advance()
             let right = try parseCoalesce()
-            left = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            let node = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            left = try bounded(node, at: t)
         }
     }
 
@@ -175,10 +228,11 @@ struct ExpressionParser {
         let left = try parseAdditive()
         guard current.kind == .coalesce else { return left }
         let t = advance()
-        try nest()
+        try nest(at: t.start)
         defer { depth -= 1 }
         let right = try parseCoalesce()
-        return SyntaxNode(kind: .binary(.coalesce, left, right), start: left.start, anchor: t.start, spelling: "??")
+        let node = SyntaxNode(kind: .binary(.coalesce, left, right), start: left.start, anchor: t.start, spelling: "??")
+        return try bounded(node, at: t)
     }
 
     mutating func parseAdditive() throws(ExpressionFailure) -> SyntaxNode {
@@ -192,7 +246,8 @@ struct ExpressionParser {
             }
             let t = advance()
             let right = try parseMultiplicative()
-            left = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            let node = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            left = try bounded(node, at: t)
         }
     }
 
@@ -208,7 +263,8 @@ struct ExpressionParser {
             }
             let t = advance()
             let right = try parseUnary()
-            left = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            let node = SyntaxNode(kind: .binary(op, left, right), start: left.start, anchor: t.start, spelling: text(t))
+            left = try bounded(node, at: t)
         }
     }
 
@@ -220,7 +276,7 @@ struct ExpressionParser {
         default: return try parsePostfix()
         }
         let t = advance()
-        try nest()
+        try nest(at: t.start)
         defer { depth -= 1 }
         let operand = try parseUnary()
         // A literal number with a minus in front is just a negative literal.
@@ -228,7 +284,8 @@ struct ExpressionParser {
             if case .int(let n) = v, n != .min { return SyntaxNode(kind: .literal(.int(-n)), start: t.start, anchor: t.start) }
             if case .double(let d) = v { return SyntaxNode(kind: .literal(.double(-d)), start: t.start, anchor: t.start) }
         }
-        return SyntaxNode(kind: .unary(op, operand), start: t.start, anchor: t.start, spelling: text(t))
+        let node = SyntaxNode(kind: .unary(op, operand), start: t.start, anchor: t.start, spelling: text(t))
+        return try bounded(node, at: t)
     }
 
     mutating func parsePostfix() throws(ExpressionFailure) -> SyntaxNode {
@@ -236,18 +293,18 @@ struct ExpressionParser {
         while true {
             switch current.kind {
             case .dot:
-                _ = advance()
+                let dot = advance()
                 guard case .identifier(let name) = current.kind else {
                     if current.kind == .end { throw ExpressionFailure("expected a field name after '.', found end of expression", at: current.start) }
                     throw ExpressionFailure("expected a field name after '.', found '\(text(current))'", at: current.start)
                 }
                 let t = advance()
-                node = SyntaxNode(kind: .member(node, name), start: node.start, anchor: t.start)
+                node = try bounded(SyntaxNode(kind: .member(node, name), start: node.start, anchor: t.start), at: dot)
             case .leftBracket:
                 let t = advance()
-                let index = try parseExpression()
+                let index = try parseExpression(opening: t)
                 try expect(.rightBracket, "']'")
-                node = SyntaxNode(kind: .index(node, index), start: node.start, anchor: t.start)
+                node = try bounded(SyntaxNode(kind: .index(node, index), start: node.start, anchor: t.start), at: t)
             case .leftParen:
                 throw ExpressionFailure("only functions can be called", at: current.start)
             default:
@@ -270,7 +327,7 @@ struct ExpressionParser {
             return SyntaxNode(kind: .literal(.string(s)), start: t.start, anchor: t.start)
         case .leftParen:
             _ = advance()
-            let inner = try parseExpression()
+            let inner = try parseExpression(opening: t)
             try expect(.rightParen, "')'")
             return inner
         case .leftBracket:
@@ -278,7 +335,7 @@ struct ExpressionParser {
             var items: [SyntaxNode] = []
             if current.kind != .rightBracket {
                 while true {
-                    items.append(try parseExpression())
+                    items.append(try parseExpression(opening: t))
                     if current.kind == .comma {
                         _ = advance()
                         continue
@@ -287,7 +344,7 @@ struct ExpressionParser {
                 }
             }
             try expect(.rightBracket, "',' or ']'")
-            return SyntaxNode(kind: .list(items), start: t.start, anchor: t.start)
+            return try bounded(SyntaxNode(kind: .list(items), start: t.start, anchor: t.start), at: t)
         case .identifier(let name):
             return try parseWord(name, t)
         default:
@@ -312,16 +369,15 @@ struct ExpressionParser {
             return try parseNot()
         case "if":
             _ = advance()
-            try nest()
-            defer { depth -= 1 }
-            let condition = try parseExpression()
+            let condition = try parseExpression(opening: t)
             guard isKeyword("then") else { throw expectedKeyword("then") }
             _ = advance()
-            let then = try parseExpression()
+            let then = try parseExpression(opening: t)
             guard isKeyword("else") else { throw expectedKeyword("else") }
             _ = advance()
-            let otherwise = try parseExpression()
-            return SyntaxNode(kind: .conditional(condition, then, otherwise), start: t.start, anchor: t.start)
+            let otherwise = try parseExpression(opening: t)
+            let node = SyntaxNode(kind: .conditional(condition, then, otherwise), start: t.start, anchor: t.start)
+            return try bounded(node, at: t)
         case "then", "else", "and", "or":
             throw unexpected()
         default:
@@ -329,11 +385,11 @@ struct ExpressionParser {
             guard current.kind == .leftParen else {
                 return SyntaxNode(kind: .field(name), start: t.start, anchor: t.start)
             }
-            _ = advance()
+            let paren = advance()
             var args: [SyntaxNode] = []
             if current.kind != .rightParen {
                 while true {
-                    args.append(try parseExpression())
+                    args.append(try parseExpression(opening: paren))
                     if current.kind == .comma {
                         _ = advance()
                         continue
@@ -342,7 +398,7 @@ struct ExpressionParser {
                 }
             }
             try expect(.rightParen, "',' or ')'")
-            return SyntaxNode(kind: .call(name, args), start: t.start, anchor: t.start)
+            return try bounded(SyntaxNode(kind: .call(name, args), start: t.start, anchor: t.start), at: paren)
         }
     }
 

@@ -1,5 +1,6 @@
 // PipelineLoader: reads a pipeline file with Yams.compose so every node keeps its position,
 // checks it against the component registry, and collects every problem as a Diagnostic.
+// Reading the file and its YAML (limits, `${VAR}`) is PipelineDocument.swift.
 import Foundation
 import SluiceBroker
 import Yams
@@ -16,40 +17,29 @@ public struct PipelineLoader: Sendable {
         self.environment = environment
     }
 
-    /// Loads and validates one file; throws `PipelineLoadError` with every problem.
+    /// Loads and validates one file; throws `PipelineLoadError` with every problem. A file
+    /// larger than `maxFileBytes` is refused before it is read whole.
     public func load(file path: String) throws -> Pipeline {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw PipelineLoadError(diagnostics: [Diagnostic(file: path, line: 1, column: 1, message: "cannot read the pipeline file: \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")")])
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw PipelineLoadError(diagnostics: [Diagnostic(file: path, line: 1, column: 1, message: "the pipeline file is not UTF-8 text")])
-        }
-        return try load(text: text, file: path)
+        try load(text: try Self.readText(file: path), file: path)
     }
 
+    /// Loads and validates the text of a file. Refused before anything else: text larger
+    /// than `maxFileBytes`, a document that expands (aliases counted each time they are used)
+    /// to more than `maxYAMLNodes` nodes or nests more than `maxYAMLDepth` levels. `${VAR}`
+    /// and `${VAR:-default}` are substituted inside the parsed scalars, so a value is always
+    /// text (never YAML), and a template takes a value's braces as text.
     public func load(text raw: String, file: String) throws -> Pipeline {
         var context = LoadContext(file: file, registry: registry)
-        let (text, missing) = EnvironmentSubstitution.apply(raw, environment: environment)
-        for m in missing {
-            context.error(m.line, m.column, "environment variable '\(m.name)' is not set", hint: "set it, or give a default: ${\(m.name):-value}")
-        }
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            context.yamlError(e)
-            throw PipelineLoadError(diagnostics: context.sorted)
-        } catch {
-            context.error(1, 1, "the file is not valid YAML: \(error)")
+        guard let document = context.document(raw, environment: environment) else {
             throw PipelineLoadError(diagnostics: context.sorted)
         }
-        guard let root, case .mapping(let top) = root else {
+        guard let root = document.root, case .mapping(let top) = root else {
             context.error(1, 1, "a pipeline file must be a mapping with name, sources, transforms and sinks")
             throw PipelineLoadError(diagnostics: context.sorted)
         }
         let pipeline = context.pipeline(top)
         // A missing variable explains everything else wrong on its line.
-        let missingLines = Set(missing.map(\.line))
+        let missingLines = document.missingLines
         context.diagnostics.removeAll { missingLines.contains($0.line) && !$0.message.hasPrefix("environment variable") }
         if context.hasErrors { throw PipelineLoadError(diagnostics: context.sorted) }
         return pipeline!
@@ -63,6 +53,9 @@ struct LoadContext {
     var diagnostics: [Diagnostic] = []
     var mentioned: Set<String> = []
     var hasSinks = true
+    /// Where `${VAR}` values are in each scalar that holds one (by the scalar's position):
+    /// UTF-8 ranges of its text, which a template takes as text.
+    var substitutedSpans: [SourcePosition: [Range<Int>]] = [:]
 
     var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
     var sorted: [Diagnostic] { diagnostics.sorted() }
@@ -391,7 +384,13 @@ struct LoadContext {
         case .expression:
             do { return .expression(try Expression.compile(text, at: expressionStart(v))) } catch { expressionError(error); return nil }
         case .template:
-            do { return .expression(try Expression.compileTemplate(text, at: expressionStart(v))) } catch { expressionError(error); return nil }
+            // A `${VAR}` value in a template is text: its braces never open or close `{{ }}`.
+            do {
+                return .expression(try Expression.compileTemplate(text, literal: literalSpans(of: v), at: expressionStart(v)))
+            } catch {
+                expressionError(error)
+                return nil
+            }
         case .stringList, .expressionMap, .stringMap:
             return nil
         }

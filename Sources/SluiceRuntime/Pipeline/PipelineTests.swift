@@ -28,17 +28,31 @@ public struct PipelineTestCase: Sendable {
 
 extension PipelineLoader {
     /// The test cases of `pipeline`: its own `tests:` and those of `<name>.test.yaml` beside
-    /// its file. Problems are reported like any load error.
+    /// its file. Problems are reported like any load error. Each file is read as `load`
+    /// reads one (size limit, node budget, depth, `${VAR}` inside scalars), so a document
+    /// whose aliases expand without bound is refused before any record is built from it.
     public func tests(for pipeline: Pipeline) throws -> [PipelineTestCase] {
         var cases: [PipelineTestCase] = []
         var diagnostics: [Diagnostic] = []
         let companion = pipeline.file.replacingOccurrences(of: ".yaml", with: ".test.yaml").replacingOccurrences(of: ".yml", with: ".test.yml")
         for file in [pipeline.file, companion] where FileManager.default.fileExists(atPath: file) {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
-            let (substituted, _) = EnvironmentSubstitution.apply(text, environment: environment)
-            guard let root = try? Yams.compose(yaml: substituted), case .mapping(let top) = root,
-                  let testsNode = top.first(where: { $0.key.string == "tests" })?.value else { continue }
+            let text: String
+            do {
+                text = try Self.readText(file: file)
+            } catch let e as PipelineLoadError {
+                diagnostics += e.diagnostics
+                continue
+            }
             var context = LoadContext(file: file, registry: registry)
+            guard let document = context.document(text, environment: environment) else {
+                diagnostics += context.diagnostics
+                continue
+            }
+            guard let root = document.root, case .mapping(let top) = root,
+                  let testsNode = top.first(where: { $0.key.string == "tests" })?.value else {
+                diagnostics += context.diagnostics
+                continue
+            }
             cases += context.testCases(testsNode, pipeline: pipeline)
             diagnostics += context.diagnostics
         }
