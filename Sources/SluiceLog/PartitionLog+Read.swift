@@ -245,7 +245,7 @@ extension PartitionLog {
                 if case .invalid(let r) = check { reason = r } else { reason = "incomplete batch" }
                 let offset = bytes.withUnsafeBytes { $0.be64(pos) }
                 if first == nil { throw corruption(plan, position: base + pos, offset: offset, reason: reason) }
-                logger.error("\(plan.segment.logPath) is corrupt at byte \(base + pos) (offset \(offset)): \(reason); reads stop before it")
+                reportDamageOnce("\(plan.segment.logPath) is corrupt at byte \(base + pos) (offset \(offset)): \(reason); reads stop before it")
                 break
             }
             if first == nil { first = pos }
@@ -287,7 +287,7 @@ extension PartitionLog {
     private func corruption(_ plan: ReadPlan, position: Int, offset: Int64?, reason: String) -> LogError {
         let at = offset.map { " (offset \($0))" } ?? ""
         let message = "\(plan.segment.logPath) is corrupt at byte \(position)\(at): \(reason); reads stop before it"
-        logger.error("\(message)")
+        reportDamageOnce(message)
         return LogError(.corruptBatch, message, file: plan.segment.logPath, offset: offset)
     }
 
@@ -296,7 +296,7 @@ extension PartitionLog {
     private func gap(_ segment: LogSegment, endOffset: Int64, next: LogSegment) -> LogError {
         let message = Self.boundaryMessage(segment, endOffset: endOffset, nextPath: next.logPath, nextBase: next.baseOffset)
             + "; reads stop before them"
-        logger.error("\(message)")
+        reportDamageOnce(message)
         return LogError(.corruptBatch, message, file: segment.logPath, offset: endOffset)
     }
 

@@ -76,6 +76,14 @@ public final class PartitionLog: Sendable {
     /// batch there is damaged (not merely still being written), naming the file and byte. A
     /// writer opening the partition cuts the log there; a reader serves what comes before.
     public let tailDamage: String?
+    /// Damage already logged: each sentence is said once per open log, not once per read.
+    private let reportedDamage = Mutex<Set<String>>([])
+
+    /// Logs `message` as an error the first time it is seen.
+    func reportDamageOnce(_ message: String) {
+        let first = reportedDamage.withLock { $0.insert(message).inserted }
+        if first { logger.error("\(message)") }
+    }
     let logger: Logger
     let writer: Mutex<WriterState>
     let state: Mutex<SharedState>

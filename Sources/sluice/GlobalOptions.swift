@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import SluiceBroker
 
 struct GlobalOptions: ParsableArguments {
@@ -67,9 +68,18 @@ struct OneLineLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        if event.level >= .error { SaidErrors.note("\(event.message)") }
         var text = "sluice: \(event.level): \(event.message)"
         let all = self.metadata.merging(event.metadata ?? [:]) { $1 }
         for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += " \(k)=\(v)" }
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
+}
+
+/// Error sentences the log has already printed, so the command's own final error line does
+/// not say the same sentence again (a read that logged damage, then failed on it).
+enum SaidErrors {
+    private static let said = Mutex<Set<String>>([])
+    static func note(_ message: String) { _ = said.withLock { $0.insert(message) } }
+    static func contains(_ message: String) -> Bool { said.withLock { $0.contains(message) } }
 }

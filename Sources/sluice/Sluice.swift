@@ -90,5 +90,7 @@ struct CLIError: Error {
 func printError(_ message: String) {
     var line = message
     if line.hasPrefix("Error: ") { line.removeFirst(7) }
+    // The log already said this very sentence (a read logged damage, then failed on it).
+    if SaidErrors.contains(line) { return }
     FileHandle.standardError.write(Data(("error: " + line + "\n").utf8))
 }

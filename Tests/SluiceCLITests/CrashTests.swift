@@ -85,9 +85,11 @@ import Testing
         raw[raw.count - 5] ^= 0x55
         try Data(raw).write(to: URL(fileURLWithPath: last))
 
-        // A reader stops before the bad batch without changing anything.
+        // A reader prints what comes before the bad batch, changes nothing, and says where the
+        // damage is (exit 2): a damaged whole batch is not a write still in progress.
         var r = try Sluice.run(["consume", "t"], data: data)
-        #expect(r.status == 0 && r.stdoutLines == Array(lines.prefix(290)))
+        #expect(r.status == 2 && r.stdoutLines == Array(lines.prefix(290)), "\(r.status) \(r.stderr)")
+        #expect(r.stderr.contains("\(last) is corrupt at byte") && r.stderr.contains("CRC mismatch"), "\(r.stderr)")
         // The next writer recovers: it cuts the tail and says where.
         r = try Sluice.run(["produce", "t"], data: data, stdin: "after\n")
         #expect(r.status == 0)
