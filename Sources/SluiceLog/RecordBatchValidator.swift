@@ -240,52 +240,12 @@ public enum RecordBatchValidator {
     /// A zig-zag varint of at most 5 bytes whose value fits 32 bits, read before `end`.
     @inline(__always)
     static func readVarint32(_ p: UnsafeRawBufferPointer, _ pos: inout Int, _ end: Int) -> Int32? {
-        var raw: UInt32 = 0
-        var i = pos
-        var shift: UInt32 = 0
-        while i < end {
-            let b = p[i]
-            i += 1
-            if shift == 28 {
-                // The fifth byte holds the last 4 bits and ends the varint.
-                guard b <= 0x0f else { return nil }
-                raw |= UInt32(b) << 28
-                pos = i
-                return Int32(bitPattern: raw >> 1) ^ -Int32(bitPattern: raw & 1)
-            }
-            raw |= UInt32(b & 0x7f) << shift
-            if b < 0x80 {
-                pos = i
-                return Int32(bitPattern: raw >> 1) ^ -Int32(bitPattern: raw & 1)
-            }
-            shift += 7
-        }
-        return nil
+        Varint.read(p, &pos, end: end, bits: 32).map { Int32(truncatingIfNeeded: $0) }
     }
 
     /// A zig-zag varint of at most 10 bytes whose value fits 64 bits, read before `end`.
     @inline(__always)
     static func readVarint64(_ p: UnsafeRawBufferPointer, _ pos: inout Int, _ end: Int) -> Int64? {
-        var raw: UInt64 = 0
-        var i = pos
-        var shift: UInt64 = 0
-        while i < end {
-            let b = p[i]
-            i += 1
-            if shift == 63 {
-                // The tenth byte holds the last bit and ends the varint.
-                guard b <= 0x01 else { return nil }
-                raw |= UInt64(b) << 63
-                pos = i
-                return Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
-            }
-            raw |= UInt64(b & 0x7f) << shift
-            if b < 0x80 {
-                pos = i
-                return Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
-            }
-            shift += 7
-        }
-        return nil
+        Varint.read(p, &pos, end: end, bits: 64)
     }
 }

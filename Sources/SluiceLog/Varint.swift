@@ -22,22 +22,34 @@ public enum Varint {
     }
 
     /// Decodes a zig-zag varint at `pos`, advancing it; nil when the bytes end first or the
-    /// encoding is longer than 10 bytes.
+    /// encoding is longer than 10 bytes or carries bits past 64.
     @inlinable
     public static func read(_ p: UnsafeRawBufferPointer, _ pos: inout Int) -> Int64? {
-        var result: UInt64 = 0
+        read(p, &pos, end: p.count, bits: 64)
+    }
+
+    /// Decodes a zig-zag varint of at most `bits` bits (32 or 64) from `p[pos..<end]`, advancing
+    /// `pos`; nil when it runs past `end`, is longer than such a value can be (5 or 10 bytes),
+    /// or its last byte carries bits beyond `bits`.
+    @inlinable
+    public static func read(_ p: UnsafeRawBufferPointer, _ pos: inout Int, end: Int, bits: UInt64) -> Int64? {
+        var raw: UInt64 = 0
         var shift: UInt64 = 0
         var i = pos
-        while i < p.count {
+        while i < end {
             let b = p[i]
             i += 1
-            result |= UInt64(b & 0x7f) << shift
+            if shift + 7 >= bits {
+                // The last byte a value of `bits` bits can take: it must end the varint and hold
+                // only the bits left.
+                guard b < (1 << (bits - shift)) else { return nil }
+            }
+            raw |= UInt64(b & 0x7f) << shift
             if b < 0x80 {
                 pos = i
-                return Int64(bitPattern: result >> 1) ^ -Int64(bitPattern: result & 1)
+                return Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
             }
             shift += 7
-            if shift > 63 { return nil }
         }
         return nil
     }

@@ -51,8 +51,7 @@ struct Produce: ParsableCommand {
             let next: [ArraySlice<UInt8>]?
             do { next = try lines.nextChunk() } catch {
                 // What was read before the bad input is written and durable, as the message says.
-                try writer.flushAll()
-                try writer.syncPending()
+                try writer.appendAndSync()
                 throw error
             }
             guard let chunk = next else { break }
@@ -63,8 +62,7 @@ struct Produce: ParsableCommand {
                 var p = fixedPartition ?? keyed
                 if let keyField {
                     guard let k = Self.field(keyField, of: line) else {
-                        try writer.flushAll()
-                        try writer.syncPending()
+                        try writer.appendAndSync()
                         throw CLIError.user("line \(lineNumber) of standard input is not a JSON object with a '\(keyField)' field (the \(lineNumber - 1) lines before it were written)")
                     }
                     recordKey = k
@@ -73,8 +71,7 @@ struct Produce: ParsableCommand {
                 // One record must fit in one batch (8 MiB with its overhead): a longer line is
                 // the input's fault, said before anything after it is written.
                 if line.count + (recordKey?.count ?? 0) > Self.maxRecordBytes {
-                    try writer.flushAll()
-                    try writer.syncPending()
+                    try writer.appendAndSync()
                     throw CLIError.user("line \(lineNumber) of standard input is \(line.count) bytes; a record may be at most \(Self.maxRecordBytes) bytes (a batch is at most 8 MiB); the \(lineNumber - 1) lines before it were written")
                 }
                 let target = p ?? keyless.partition(partitions: config.partitions)
@@ -85,8 +82,7 @@ struct Produce: ParsableCommand {
             }
             total += chunk.count
             if reportAcks {
-                try writer.flushAll()
-                try writer.syncPending()
+                try writer.appendAndSync()
                 let line = Array("acked \(total)\n".utf8)
                 _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
             } else if lines.waitingForInput {
@@ -94,8 +90,7 @@ struct Produce: ParsableCommand {
                 try writer.flushAll()
             }
         }
-        try writer.flushAll()
-        try writer.syncPending()
+        try writer.appendAndSync()
         FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
     }
 }
@@ -165,6 +160,13 @@ struct BatchWriter {
 
     mutating func flushAll() throws {
         for p in builders.indices { try flush(p) }
+    }
+
+    /// Appends what is held and makes it durable: what the command promises before it exits
+    /// or reports a count.
+    mutating func appendAndSync() throws {
+        try flushAll()
+        try syncPending()
     }
 
     /// Makes every appended batch durable under the topic's policy now: an `interval` topic is
