@@ -27,6 +27,9 @@ let package = Package(
     targets: [
         // CRC32C (Castagnoli) with the SSE4.2 / ARMv8 CRC instructions when the CPU has them.
         .target(name: "CSluiceCRC"),
+        // The executable's malloc/calloc/realloc, counted, for allocations per record in
+        // `sluice bench`. Only the executable links it.
+        .target(name: "CSluiceAllocCount"),
         .target(
             name: "SluiceLog",
             dependencies: [
@@ -68,6 +71,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
+                "CSluiceAllocCount",
                 "SluiceLog",
                 "SluiceBroker",
                 "SluiceRuntime",

@@ -1,6 +1,7 @@
 // sluice bench pipeline: topic → json → filter → map → topic on the embedded broker, the same
 // job in Bytewax (JSON-lines file → file) measured in the same run, and expression throughput.
 import ArgumentParser
+import CSluiceAllocCount
 import Foundation
 import Logging
 import SluiceBroker
@@ -46,12 +47,12 @@ struct PipelineBench: AsyncParsableCommand {
         if !chunk.isEmpty { _ = try await producer.send(batch: chunk) }
 
         guard ["at-least-once", "exactly-once"].contains(guarantee) else { throw ValidationError("--guarantee must be at-least-once or exactly-once") }
-        let (rate, written, seconds) = try await job(broker, guarantee: "at-least-once", suffix: "")
-        emit(String(format: "sluice  topic → json → filter → map → topic (at-least-once): %.0f records/s (%d in, %d out, %.2f s, batches of 5000)", rate, records, written, seconds))
+        let (rate, written, seconds, allocations) = try await job(broker, guarantee: "at-least-once", suffix: "")
+        emit(String(format: "sluice  topic → json → filter → map → topic (at-least-once): %.0f records/s (%d in, %d out, %.2f s, batches of 5000); %.3f heap allocations per input record (malloc/calloc/realloc, whole process, group join and commits included)", rate, records, written, seconds, allocations))
         if guarantee == "exactly-once" {
-            let (eos, eosWritten, eosSeconds) = try await job(broker, guarantee: "exactly-once", suffix: "-eos")
+            let (eos, eosWritten, eosSeconds, eosAllocations) = try await job(broker, guarantee: "exactly-once", suffix: "-eos")
             let onDisk = Double(avg + 12)
-            emit(String(format: "sluice  same job (exactly-once): %.0f records/s (%d in, %d out, %.2f s); one transaction per lane per poll of up to 4 MiB (about %.0f input records)", eos, records, eosWritten, eosSeconds, 4 * 1_048_576 / onDisk))
+            emit(String(format: "sluice  same job (exactly-once): %.0f records/s (%d in, %d out, %.2f s; %.3f heap allocations per input record); one transaction per lane per poll of up to 4 MiB (about %.0f input records)", eos, records, eosWritten, eosSeconds, eosAllocations, 4 * 1_048_576 / onDisk))
             emit(String(format: "ratio   exactly-once / at-least-once: %.0f%%", eos / rate * 100))
             await broker.close()
             return
@@ -67,12 +68,14 @@ struct PipelineBench: AsyncParsableCommand {
             emit(String(format: "ratio   sluice / bytewax: %.1f×", rate / bwRate))
         }
 
+        try etlAgainstJQ(base: base, inFile: inFile, records: bytewaxRecords)
+
         let expr = ExpressionBenchmark.run(predicates: predicates)
         emit(String(format: "expressions `amount > 50 and status == \"paid\"` and `amount > 50` over parsed records: %.0f predicates/s (checksum %d)", expr.perSecond, expr.checksum))
     }
 
     /// Runs the job over the whole input with its own group and output topic; returns its rate.
-    private func job(_ broker: EmbeddedBroker, guarantee: String, suffix: String) async throws -> (rate: Double, written: Int, seconds: Double) {
+    private func job(_ broker: EmbeddedBroker, guarantee: String, suffix: String) async throws -> (rate: Double, written: Int, seconds: Double, allocationsPerRecord: Double) {
         let yaml = """
         name: bench\(suffix)
         guarantee: \(guarantee)
@@ -90,10 +93,43 @@ struct PipelineBench: AsyncParsableCommand {
         """
         let pipeline = try PipelineLoader(environment: [:]).load(text: yaml, file: "bench.yaml")
         let runner = PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true))
+        let a0 = sluice_allocation_count()
         let t0 = monotonicNanos()
         try await runner.run()
         let seconds = Double(monotonicNanos() - t0) / 1e9
-        return (Double(records) / seconds, runner.counts["out"] ?? 0, seconds)
+        let allocations = Double(sluice_allocation_count() - a0) / Double(records)
+        return (Double(records) / seconds, runner.counts["out"] ?? 0, seconds, allocations)
+    }
+
+    /// The same job as a user runs an ETL file: `sluice run` of a pipeline file (JSON-lines
+    /// file → json → filter → map → JSON-lines file, process start included) against jq's
+    /// `select(.amount > 50) | .cents = .amount * 100` on the same file, in the same run.
+    private func etlAgainstJQ(base: String, inFile: String, records: Int) throws {
+        let yaml = base + "/etl.yaml", sluiceOut = base + "/etl-out.jsonl", jqOut = base + "/jq-out.jsonl"
+        try """
+        name: etl
+        sources:
+          in: { type: file, path: "\(inFile)", format: jsonl, batch_records: 5000 }
+        transforms:
+          parse: { type: json, inputs: [in] }
+          big: { type: filter, inputs: [parse], where: "amount > 50" }
+          tag: { type: map, inputs: [big], set: { cents: "amount * 100" } }
+        sinks:
+          out: { type: file, inputs: [tag], path: "\(sluiceOut)", format: lines }
+        """.write(toFile: yaml, atomically: false, encoding: .utf8)
+        let exe = try Child.executablePath()
+        let sluice = try Child.run(exe, ["run", "--quiet", yaml, "--data", base + "/etl-data"])
+        let sluiceLines = try String(contentsOfFile: sluiceOut, encoding: .utf8).split(separator: "\n").count
+        emit(String(format: "sluice  run of a pipeline file, %d-line JSON file → json → filter → map → JSON-lines file: %.2f s wall (user %.2f s, sys %.2f s; %d lines out), process start included", records, sluice.wall, sluice.user, sluice.system, sluiceLines))
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/jq") else {
+            emit("jq skipped: /usr/bin/jq not found (apt-get install jq)")
+            return
+        }
+        FileManager.default.createFile(atPath: jqOut, contents: nil)
+        let jq = try Child.run("/usr/bin/jq", ["-c", "select(.amount > 50) | .cents = .amount * 100"], stdin: inFile, stdout: jqOut)
+        let jqLines = try String(contentsOfFile: jqOut, encoding: .utf8).split(separator: "\n").count
+        emit(String(format: "jq      -c 'select(.amount > 50) | .cents = .amount * 100', same file: %.2f s wall (%d lines out)", jq.wall, jqLines))
+        emit(String(format: "ratio   sluice run / jq wall time: %.2f (goal ≤ 0.25)", sluice.wall / jq.wall))
     }
 
     /// Seconds the Bytewax job took, or nil (with a note) when it cannot run here.

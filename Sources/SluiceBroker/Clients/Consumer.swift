@@ -61,7 +61,9 @@ public struct ConsumerRecords: Sendable {
     /// Every record, partition by partition, in offset order within a partition.
     public func forEach(_ body: (TopicPartition, RecordView) throws -> Void) throws {
         for part in parts {
-            try part.data.forEachRecord(from: part.from) { try body(part.data.topicPartition, $0) }
+            // Taken once per part: copying it per record would retain and release its name.
+            let tp = part.data.topicPartition
+            try part.data.forEachRecord(from: part.from) { try body(tp, $0) }
         }
     }
 

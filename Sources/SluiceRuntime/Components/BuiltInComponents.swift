@@ -91,7 +91,7 @@ public enum BuiltInComponents {
             FieldSpec("key", .expression, required: true, "What makes two records duplicates, e.g. order_id."),
             FieldSpec("window", .duration, "How long a key is remembered, e.g. 10m."),
             FieldSpec("count", .int, "How many distinct keys are remembered."),
-        ]) { config, context in
+        ], capabilities: [.state, .transactionalEffects]) { config, context in
             let window = config.milliseconds("window"), count = config.int("count")
             guard window != nil || count != nil else { throw ComponentError(component: config.id, "dedupe needs a window, a count, or both") }
             var changelog: (broker: EmbeddedBroker, topic: TopicName)?
@@ -114,7 +114,7 @@ public enum BuiltInComponents {
             FieldSpec("bytes", .size, "Value bytes per group."),
             FieldSpec("period", .duration, "Longest a record is held, e.g. 1s."),
             FieldSpec("as", .choice(["records", "array"]), default: "records", "`records`: the group goes on as it is; `array`: as one record whose value is a JSON array of the values."),
-        ]) { config, _ in
+        ], capabilities: .buffering) { config, _ in
             let count = config.int("count"), bytes = config.bytes("bytes"), period = config.milliseconds("period")
             guard count != nil || bytes != nil || period != nil else { throw ComponentError(component: config.id, "batch needs a count, bytes or a period") }
             if let count, count < 1 { throw ComponentError(component: config.id, "count must be at least 1") }
@@ -134,7 +134,7 @@ public enum BuiltInComponents {
             FieldSpec("topic", .topic, required: true, "The topic to write."),
             FieldSpec("key", .expression, "The key, from an expression; defaults to the record's key."),
             FieldSpec("partition", .int, "Write every record to this partition (default: by key, as Kafka does)."),
-        ], exactlyOnceCapable: true) { config, context in
+        ], exactlyOnceCapable: true, capabilities: .transactionalEffects) { config, context in
             guard let broker = context.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
             let topic = try TopicName(config.string("topic")!)
             return .sink(TopicSink(id: config.id, broker: broker, producer: try await Producer(broker: broker), topic: topic, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))

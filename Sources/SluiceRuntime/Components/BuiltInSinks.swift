@@ -1,84 +1,9 @@
-// Built-in sinks: topic, file, stdout, drop.
+// Built-in sinks: file, stdout, drop. The file sink writes `lines` and `jsonl` straight from
+// the batch's bytes (one buffer per batch, nothing allocated per record).
 import Foundation
 import SluiceBroker
 import SluiceLog
 import Synchronization
-
-final class TopicSink: Sink {
-    let id: String
-    let broker: EmbeddedBroker
-    let producer: Producer
-    let topic: TopicName
-    let key: CompiledExpression?
-    let partition: Int32?
-    /// Last offset written per partition since the last flush.
-    private let pending = Mutex<[PartitionID: Int64]>([:])
-
-    init(id: String, broker: EmbeddedBroker, producer: Producer, topic: TopicName, key: CompiledExpression?, partition: Int32?) {
-        self.id = id
-        self.broker = broker
-        self.producer = producer
-        self.topic = topic
-        self.key = key
-        self.partition = partition
-    }
-
-    /// Keyless records of one write go to one partition, the next write to the next one.
-    private let sticky = Mutex<Int32>(0)
-
-    func write(_ records: [PipelineRecord]) async throws {
-        guard !records.isEmpty else { return }
-        // Exactly-once: write inside the lane's transaction, skipping records an earlier
-        // committed transaction already wrote (a lane resuming below that point).
-        let txn = LaneTransaction.current
-        var records = records
-        if let txn, let first = records.first, first.offset < txn.committedBelow {
-            records = records.filter { !($0.offset < txn.committedBelow && $0.partition == txn.lane.partition && $0.topic == txn.lane.topic) }
-            if records.isEmpty { return }
-        }
-        let producer = txn?.producer ?? self.producer
-        let count = try broker.partitionCount(topic)
-        let keyless = sticky.withLock { p -> Int32 in defer { p = (p + 1) % max(count, 1) }; return p % max(count, 1) }
-        // One batch per partition, encoded straight from the records.
-        var builders = [RecordBatchBuilder?](repeating: nil, count: Int(count))
-        for r in records {
-            var k = r.key
-            if let key {
-                do { k = KeyTransform.bytes(try key.evaluate(r.context)) } catch let e {
-                    throw ComponentError(component: id, "key: \(e.message) (record \(r.topic ?? "-")/\(r.partition)@\(r.offset))")
-                }
-            }
-            let p: Int32
-            if let partition {
-                guard partition < count else { throw ComponentError(component: id, "topic '\(topic)' has no partition \(partition)") }
-                p = partition
-            } else if let k {
-                p = Murmur2.partition(forKey: k, partitions: count)
-            } else {
-                p = keyless
-            }
-            if builders[Int(p)] == nil { builders[Int(p)] = RecordBatchBuilder(capacity: records.count * ((r.value?.count ?? 0) + 24) / Int(max(1, count)) + 256) }
-            builders[Int(p)]!.append(key: k, value: r.value, timestamp: r.timestamp, headers: r.headers)
-        }
-        var written: [(PartitionID, Int64)] = []
-        for p in 0..<Int(count) where builders[p] != nil {
-            let result = try await producer.send(&builders[p]!, to: TopicPartition(topic, Int32(p)))
-            written.append((Int32(p), result.lastOffset))
-        }
-        if txn != nil { return }  // durable when the lane's transaction commits
-        pending.withLock { last in
-            for (p, o) in written { last[p] = max(last[p] ?? -1, o) }
-        }
-    }
-
-    /// Durable under the topic's flush policy (one group commit covers every lane's writes).
-    func flush() async throws {
-        let last = pending.withLock { p -> [PartitionID: Int64] in defer { p.removeAll() }; return p }
-        for (p, offset) in last { try await broker.partition(TopicPartition(topic, p)).log.waitUntilDurable(offset) }
-    }
-
-    func close() async throws { try await flush() }
-}
 
 /// Appends records to a file: `lines` (the value as it is), `jsonl` (the value as JSON; text
 /// that is not JSON becomes a JSON string) or `csv` (chosen fields of the parsed value, a
@@ -211,41 +136,62 @@ final class FileSink: ExactlyOnceSink {
         return Open(handle: h, size: size, opened: .now)
     }
 
-    private func encode(_ records: some Sequence<PipelineRecord>, into buffer: inout [UInt8]) {
-        for r in records {
-            switch format {
-            case .lines:
-                if let v = r.value { buffer += v }
-            case .jsonl:
-                if let v = r.value, r.parsed != nil || Self.looksLikeJSON(v) {
-                    buffer += v
-                } else if let v = r.value {
-                    JSON.serialize(.string(String(decoding: v, as: UTF8.self)), into: &buffer)
-                } else {
-                    buffer += Array("null".utf8)
+    /// Appends a line per record of `batch` whose offset is at least `applied` (every record
+    /// when nil). For `lines` and `jsonl` the value's bytes are copied from the batch as they
+    /// are; only text that is not JSON is re-encoded (as a JSON string).
+    private func encode(_ batch: RecordBatch, from applied: Int64? = nil, into buffer: inout [UInt8]) {
+        switch format {
+        case .lines, .jsonl:
+            let asIs = format == .lines
+            var total = buffer.count + batch.count
+            for s in batch.slots where s.value.count > 0 { total += Int(s.value.count) }
+            buffer.reserveCapacity(asIs ? total : total + total / 8 + 64)
+            for s in batch.slots {
+                if let applied, s.offset < applied { continue }
+                batch.withBytes(s.value) { v in
+                    guard let v else {
+                        if !asIs { buffer.append(contentsOf: "null".utf8) }
+                        return
+                    }
+                    // A value a json transform has seen (fields indexed or a tree) is JSON text.
+                    if asIs || s.parse != .none || Self.looksLikeJSON(v) {
+                        buffer.append(contentsOf: v)
+                    } else {
+                        JSON.serialize(.string(String(decoding: v, as: UTF8.self)), into: &buffer)
+                    }
                 }
-            case .csv:
-                let fields = r.parsed ?? r.value.flatMap { try? JSON.parse($0) } ?? .null
-                for (i, c) in columns.enumerated() {
-                    if i > 0 { buffer.append(44) }
+                buffer.append(10)
+            }
+        case .csv:
+            buffer.reserveCapacity(buffer.count + batch.count * 64)
+            for i in 0..<batch.count {
+                let s = batch.slots[i]
+                if let applied, s.offset < applied { continue }
+                let fields: Value
+                if let parsed = batch.parsed(i) {
+                    fields = parsed
+                } else {
+                    fields = batch.withBytes(s.value) { v -> Value in v.flatMap { try? JSON.parse($0) } ?? .null }
+                }
+                for (n, c) in columns.enumerated() {
+                    if n > 0 { buffer.append(44) }
                     CSV.append(fields[c] ?? .null, to: &buffer)
                 }
+                buffer.append(10)
             }
-            buffer.append(10)
         }
     }
 
-    func write(_ records: [PipelineRecord]) async throws {
-        if let txn = LaneTransaction.current, exactlyOnce {
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {
+        if let txn = context.transaction, exactlyOnce {
             let applied = try await appliedOffset(txn.lane)
             var buffer: [UInt8] = []
-            encode(records.lazy.filter { r in applied.map { r.offset >= $0 } ?? true }, into: &buffer)
+            encode(batch, from: applied, into: &buffer)
             held.withLock { $0[txn.lane, default: []] += buffer }
             return
         }
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(records.count * 64)
-        encode(records, into: &buffer)
+        encode(batch, into: &buffer)
         try file.withLock { f in try append(buffer, to: &f) }
     }
 
@@ -301,7 +247,7 @@ final class FileSink: ExactlyOnceSink {
     }
 
     /// The first byte of a JSON text (an object, array, string, number, true, false, null).
-    private static func looksLikeJSON(_ v: [UInt8]) -> Bool {
+    private static func looksLikeJSON(_ v: UnsafeRawBufferPointer) -> Bool {
         guard let first = v.first(where: { $0 != 32 && $0 != 9 }) else { return false }
         return first == 123 || first == 91 || first == 34 || first == 45 || (first >= 48 && first <= 57) || first == 116 || first == 102 || first == 110
     }
@@ -356,17 +302,23 @@ final class FileSink: ExactlyOnceSink {
 
 struct StdoutSink: Sink {
     let format: String
-    func write(_ records: [PipelineRecord]) async throws {
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {
         var buffer: [UInt8] = []
-        for r in records {
+        for i in 0..<batch.count {
+            let s = batch.slots[i]
             if format == "json" {
                 var o = ValueObject()
-                o["key"] = r.key.map { .string(String(decoding: $0, as: UTF8.self)) } ?? .null
-                o["value"] = r.parsed ?? r.value.map { .string(String(decoding: $0, as: UTF8.self)) } ?? .null
-                if let t = r.topic { o["topic"] = .string(t); o["partition"] = .int(Int64(r.partition)); o["offset"] = .int(r.offset) }
-                buffer += JSON.serialize(.object(o))
-            } else if let v = r.value {
-                buffer += v
+                o["key"] = batch.withBytes(s.key) { k -> Value in k.map { Value.string(String(decoding: $0, as: UTF8.self)) } ?? .null }
+                if let parsed = batch.parsed(i) {
+                    o["value"] = parsed
+                } else {
+                    o["value"] = batch.withBytes(s.value) { v -> Value in v.map { Value.string(String(decoding: $0, as: UTF8.self)) } ?? .null }
+                }
+                let lane = batch.lane(i)
+                if let t = lane.topic { o["topic"] = .string(t); o["partition"] = .int(Int64(lane.partition)); o["offset"] = .int(s.offset) }
+                JSON.serialize(.object(o), into: &buffer)
+            } else {
+                batch.withBytes(s.value) { v in if let v { buffer.append(contentsOf: v) } }
             }
             buffer.append(10)
         }
@@ -381,6 +333,6 @@ struct StdoutSink: Sink {
 }
 
 struct DropSink: Sink {
-    func write(_ records: [PipelineRecord]) async throws {}
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {}
     func close() async throws {}
 }

@@ -1,31 +1,79 @@
-// Built-in transforms: json, filter, map, key, route.
+// Built-in transforms: json, filter, map, key, route. They work on the batch's views: `json`
+// indexes each value's top-level fields in place, `filter` keeps slots, `map` writes each
+// new value into one arena per batch by splicing the original bytes with the changed fields,
+// and `key` and `route` move slots. Nothing here allocates per record on the usual path.
 import SluiceLog
+
+/// The message of an expression failure (the only error `withContext` bodies throw here).
+func expressionMessage(_ error: any Error) -> String {
+    (error as? ExpressionRuntimeError)?.message ?? "\(error)"
+}
 
 struct JSONTransform: Transform {
     let id: String
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
-        output.out.reserveCapacity(records.count)
-        for var r in records {
-            guard let v = r.value else { output.fail(r, component: id, "the record has no value to parse"); continue }
-            do {
-                r.parsed = try JSON.parse(v)
-                output.out.append(r)
-            } catch {
-                output.fail(r, component: id, "invalid JSON: \(error)")
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        output.out.slots.reserveCapacity(batch.count)
+        // The fields table is taken out of the output so it is uniquely held while it grows.
+        var fields: [JSONField] = []
+        swap(&fields, &output.out.fields)
+        fields.reserveCapacity(fields.count + batch.count * 8)
+        for i in 0..<batch.count {
+            var slot = batch.slots[i]
+            if slot.parse != .none {
+                output.pass(slot)
+                continue
+            }
+            guard !slot.value.isNull else {
+                output.fail(slot, component: id, "the record has no value to parse")
+                continue
+            }
+            let before = fields.count
+            let outcome: Result<JSONScan, JSONError> = batch.withBytes(slot.value) { bytes in
+                Result { () throws(JSONError) -> JSONScan in try JSONIndex.scan(bytes!, into: &fields) }
+            }
+            switch outcome {
+            case .success(let scan) where scan.rootKind == .object && !scan.hasDuplicateKeys:
+                slot.parse = .fields
+                slot.fieldStart = Int32(before)
+                slot.fieldCount = Int32(fields.count - before)
+                output.pass(slot)
+            case .success:
+                // Not an object, or an object repeating a key: a tree, as JSON.parse reads it.
+                fields.removeSubrange(before...)
+                let tree = batch.withBytes(slot.value) { (try? JSONIndex.materialize($0!)) ?? .null }
+                slot.parse = .tree
+                slot.fieldStart = Int32(output.out.trees.count)
+                slot.fieldCount = 0
+                output.out.trees.append(tree)
+                output.pass(slot)
+            case .failure(let error):
+                fields.removeSubrange(before...)
+                output.fail(slot, component: id, "invalid JSON: \(error)")
             }
         }
+        swap(&fields, &output.out.fields)
     }
 }
 
 struct FilterTransform: Transform {
     let id: String
     let condition: CompiledExpression
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
-        for r in records {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        condition.select(batch, into: &output, component: id, what: "where")
+    }
+}
+
+extension CompiledExpression {
+    /// Evaluates this predicate over every record of `batch`: the records for which it is
+    /// true are passed on, those it fails on go to errors. One loop over the batch, no
+    /// allocation per record.
+    func select(_ batch: RecordBatch, into output: inout TransformOutput, component: String, what: String) {
+        output.out.slots.reserveCapacity(batch.count)
+        for i in 0..<batch.count {
             do {
-                if try condition.test(r.context) { output.out.append(r) }
+                if try batch.withContext(i, { try test($0) }) { output.pass(batch.slots[i]) }
             } catch {
-                output.fail(r, component: id, "where: \(error.message)")
+                output.fail(batch.slots[i], component: component, "\(what): \(expressionMessage(error))")
             }
         }
     }
@@ -36,73 +84,271 @@ struct MapTransform: Transform {
     let set: [(name: String, expression: CompiledExpression)]
     let remove: [String]
     let rename: [(name: String, value: String)]
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
-        output.out.reserveCapacity(records.count)
-        for var r in records {
-            guard case .object? = r.parsed else {
-                output.fail(r, component: id, "map needs a JSON object (add a json transform before it)")
+    /// `"name"` of each set field and rename target, as JSON text.
+    let setKeys: [[UInt8]]
+    let renameKeys: [[UInt8]]
+    let setNames: [[UInt8]]
+    let removeNames: [[UInt8]]
+    let renameFrom: [[UInt8]]
+    let renameTo: [[UInt8]]
+
+    init(id: String, set: [(name: String, expression: CompiledExpression)], remove: [String], rename: [(name: String, value: String)]) {
+        self.id = id
+        self.set = set
+        self.remove = remove
+        self.rename = rename
+        setKeys = set.map { JSON.serialize(.string($0.name)) }
+        renameKeys = rename.map { JSON.serialize(.string($0.value)) }
+        setNames = set.map { Array($0.name.utf8) }
+        removeNames = remove.map { Array($0.utf8) }
+        renameFrom = rename.map { Array($0.name.utf8) }
+        renameTo = rename.map { Array($0.value.utf8) }
+    }
+
+    /// Where an output field's key and value come from.
+    struct OutField {
+        /// Index of the input field whose key text is kept, or -1 - (index into `setKeys`)
+        /// for a set field, or `Int32.min + r` for rename target r.
+        var key: Int32
+        /// Index of the input field whose value bytes are kept, or -1 - (index into the
+        /// computed values).
+        var value: Int32
+    }
+
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        output.out.slots.reserveCapacity(batch.count)
+        let a = output.out.arenaStore()
+        var text: [UInt8] = []
+        swap(&text, &output.out.stores[a])
+        var fields: [JSONField] = []
+        swap(&fields, &output.out.fields)
+        text.reserveCapacity(text.count + batch.count * 128)
+        fields.reserveCapacity(fields.count + batch.count * (8 + set.count))
+        var computed: [Value] = []
+        computed.reserveCapacity(set.count)
+        var plan: [OutField] = []
+        plan.reserveCapacity(16)
+        for i in 0..<batch.count {
+            var slot = batch.slots[i]
+            let isObject = switch slot.parse {
+            case .fields: true
+            case .tree: if case .object = batch.trees[Int(slot.fieldStart)] { true } else { false }
+            case .none: false
+            }
+            guard isObject else {
+                output.fail(slot, component: id, "map needs a JSON object (add a json transform before it)")
                 continue
             }
+            computed.removeAll(keepingCapacity: true)
             do {
-                var computed: [(String, Value)] = []
-                computed.reserveCapacity(set.count)
-                do {
-                    let ctx = r.context
-                    for (name, e) in set { computed.append((name, try e.evaluate(ctx))) }
+                try batch.withContext(i) { ctx in
+                    for (_, e) in set { computed.append(try e.evaluate(ctx)) }
                 }
-                // Take the object and the text out of the record so both are uniquely
-                // referenced and change in place.
-                guard case .object(var object)? = r.parsed.take() else { continue }
-                // Only new fields added: append them to the JSON text instead of re-encoding
-                // the whole object (the common enrich case).
-                let appendOnly = remove.isEmpty && rename.isEmpty && computed.allSatisfy { object[$0.0] == nil }
-                for (name, v) in computed { object[name] = v }
-                for name in remove { object[name] = nil }
-                for (from, to) in rename {
-                    if let v = object[from] {
-                        object[from] = nil
-                        object[to] = v
+            } catch {
+                output.fail(slot, component: id, "set: \(expressionMessage(error))")
+                continue
+            }
+            if slot.parse == .fields {
+                let inFields = batch.fields[Int(slot.fieldStart)..<Int(slot.fieldStart + slot.fieldCount)]
+                if !inFields.contains(where: \.keyEscaped) {
+                    let start = text.count, fieldStart = fields.count
+                    batch.withBytes(slot.value) { bytes in
+                        splice(bytes!, inFields, computed, &plan, into: &text, fields: &fields)
                     }
+                    slot.value = ByteSpan(store: Int32(a), start: Int32(start), count: Int32(text.count - start))
+                    slot.fieldStart = Int32(fieldStart)
+                    slot.fieldCount = Int32(fields.count - fieldStart)
+                    output.pass(slot)
+                    continue
                 }
-                if appendOnly, var text = r.value.take(), let close = text.lastIndex(where: { $0 != 32 && $0 != 10 && $0 != 13 && $0 != 9 }), text[close] == UInt8(ascii: "}") {
-                    text.removeSubrange(close...)
-                    var first = object.count == computed.count
-                    for (name, v) in computed {
-                        if !first { text.append(UInt8(ascii: ",")) }
-                        first = false
-                        JSON.serialize(.string(name), into: &text)
-                        text.append(UInt8(ascii: ":"))
-                        JSON.serialize(v, into: &text)
-                    }
-                    text.append(UInt8(ascii: "}"))
-                    r.value = text
-                    r.parsed = .object(object)
-                } else {
-                    r.parsed = .object(object)
-                    r.syncValueFromParsed()
+            }
+            // The tree path: a value parsed as a tree, or keys with escapes.
+            guard case .object(var object)? = batch.parsed(i) else {
+                output.fail(slot, component: id, "map needs a JSON object (add a json transform before it)")
+                continue
+            }
+            for (j, (name, _)) in set.enumerated() { object[name] = computed[j] }
+            for name in remove { object[name] = nil }
+            for (from, to) in rename {
+                if let v = object[from] {
+                    object[from] = nil
+                    object[to] = v
                 }
-                output.out.append(r)
-            } catch let e {
-                output.fail(r, component: id, "set: \(e.message)")
+            }
+            let start = text.count
+            JSON.serialize(.object(object), into: &text)
+            slot.value = ByteSpan(store: Int32(a), start: Int32(start), count: Int32(text.count - start))
+            slot.parse = .tree
+            slot.fieldStart = Int32(output.out.trees.count)
+            slot.fieldCount = 0
+            output.out.trees.append(.object(object))
+            output.pass(slot)
+        }
+        swap(&text, &output.out.stores[a])
+        swap(&fields, &output.out.fields)
+    }
+
+    /// Writes the new object: the input's fields in order (key and value bytes copied as they
+    /// are unless set, removed or renamed), then the fields it adds, with the same order rules
+    /// as setting, removing and renaming keys of a `ValueObject`. Appends the output's field
+    /// index to `fields`.
+    func splice(_ bytes: UnsafeRawBufferPointer, _ inFields: ArraySlice<JSONField>, _ computed: [Value], _ plan: inout [OutField], into text: inout [UInt8], fields: inout [JSONField]) {
+        let base = inFields.startIndex
+        func keyEquals(_ f: OutField, _ name: [UInt8]) -> Bool {
+            if f.key >= 0 {
+                let field = inFields[base + Int(f.key)]
+                let n = Int(field.keyEnd - field.keyStart)
+                guard n == name.count else { return false }
+                var at = Int(field.keyStart)
+                for b in name {
+                    if bytes[at] != b { return false }
+                    at += 1
+                }
+                return true
+            }
+            if let j = Self.setIndex(f.key) { return setNames[j] == name }
+            return renameTo[Int(f.key - Int32.min)] == name
+        }
+        plan.removeAll(keepingCapacity: true)
+        for j in 0..<inFields.count { plan.append(OutField(key: Int32(j), value: Int32(j))) }
+        let appendOnly = remove.isEmpty && rename.isEmpty
+        var added = 0
+        for j in 0..<set.count {
+            if let k = plan.firstIndex(where: { keyEquals($0, setNames[j]) }) {
+                plan[k].value = -1 - Int32(j)
+            } else {
+                plan.append(OutField(key: -1 - Int32(j), value: -1 - Int32(j)))
+                added += 1
             }
         }
+        for name in removeNames {
+            if let k = plan.firstIndex(where: { keyEquals($0, name) }) { plan.remove(at: k) }
+        }
+        for r in 0..<rename.count {
+            if let k = plan.firstIndex(where: { keyEquals($0, renameFrom[r]) }) {
+                let v = plan.remove(at: k).value
+                if let t = plan.firstIndex(where: { keyEquals($0, renameTo[r]) }) {
+                    plan[t].value = v
+                } else {
+                    plan.append(OutField(key: Int32.min + Int32(r), value: v))
+                }
+            }
+        }
+        let start = text.count
+        // Only new fields: the input's text up to its closing brace is kept as it is.
+        if appendOnly && added == set.count, let close = lastNonSpace(bytes), bytes[close] == UInt8(ascii: "}") {
+            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[..<close]))
+            for f in inFields { fields.append(f) }
+            var first = inFields.isEmpty
+            for p in plan[inFields.count...] {
+                if !first { text.append(UInt8(ascii: ",")) }
+                first = false
+                writeNew(p, computed, start: start, into: &text, fields: &fields)
+            }
+            text.append(UInt8(ascii: "}"))
+            return
+        }
+        text.append(UInt8(ascii: "{"))
+        for (n, p) in plan.enumerated() {
+            if n > 0 { text.append(UInt8(ascii: ",")) }
+            if p.key >= 0 && p.value == p.key {
+                // Untouched: the key and the value's bytes as they were.
+                let f = inFields[base + Int(p.key)]
+                let keyAt = text.count + 1
+                text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.keyStart - 1)...Int(f.keyEnd)]))
+                text.append(UInt8(ascii: ":"))
+                let valueAt = text.count
+                text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.valueStart)..<Int(f.valueEnd)]))
+                var g = f
+                g.keyStart = Int32(keyAt - start)
+                g.keyEnd = g.keyStart + (f.keyEnd - f.keyStart)
+                g.valueStart = Int32(valueAt - start)
+                g.valueEnd = Int32(text.count - start)
+                fields.append(g)
+            } else {
+                writeNew(p, computed, start: start, into: &text, fields: &fields, inFields: inFields, bytes: bytes)
+            }
+        }
+        text.append(UInt8(ascii: "}"))
+    }
+
+    /// Writes one field whose key or value is new.
+    func writeNew(_ p: OutField, _ computed: [Value], start: Int, into text: inout [UInt8], fields: inout [JSONField], inFields: ArraySlice<JSONField>? = nil, bytes: UnsafeRawBufferPointer? = nil) {
+        let keyAt = text.count + 1
+        var keyEscaped = false
+        if p.key >= 0, let inFields, let bytes {
+            let f = inFields[inFields.startIndex + Int(p.key)]
+            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.keyStart - 1)...Int(f.keyEnd)]))
+            keyEscaped = f.keyEscaped
+        } else {
+            let k = Self.setIndex(p.key).map { setKeys[$0] } ?? renameKeys[Int(p.key - Int32.min)]
+            text.append(contentsOf: k)
+            keyEscaped = k.contains(UInt8(ascii: "\\"))
+        }
+        let keyEnd = text.count - 1
+        text.append(UInt8(ascii: ":"))
+        let valueAt = text.count
+        let kind: JSONKind
+        var valueEscaped = false
+        if p.value >= 0, let inFields, let bytes {
+            let f = inFields[inFields.startIndex + Int(p.value)]
+            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.valueStart)..<Int(f.valueEnd)]))
+            kind = f.kind
+            valueEscaped = f.valueEscaped
+        } else {
+            let v = computed[Int(-1 - p.value)]
+            JSON.serialize(v, into: &text)
+            kind = Self.kind(v)
+            if kind == .string { valueEscaped = text[valueAt..<text.count].contains(UInt8(ascii: "\\")) }
+        }
+        fields.append(JSONField(keyStart: Int32(keyAt - start), keyEnd: Int32(keyEnd - start), valueStart: Int32(valueAt - start), valueEnd: Int32(text.count - start), kind: kind, keyEscaped: keyEscaped, valueEscaped: valueEscaped))
+    }
+
+    /// The set field a plan key names, nil for a rename target.
+    static func setIndex(_ key: Int32) -> Int? {
+        key < 0 && key > Int32.min + Int32(1 << 20) ? Int(-1 - key) : nil
+    }
+
+    static func kind(_ v: Value) -> JSONKind {
+        switch v {
+        case .null: .null
+        case .bool: .bool
+        case .int, .double: .number
+        case .string: .string
+        case .array: .array
+        case .object: .object
+        }
+    }
+
+    func lastNonSpace(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        var i = bytes.count
+        while i > 0 {
+            i -= 1
+            let b = bytes[i]
+            if b != 32 && b != 10 && b != 13 && b != 9 { return i }
+        }
+        return nil
     }
 }
 
 struct KeyTransform: Transform {
     let id: String
     let key: CompiledExpression
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
-        for var r in records {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        output.out.slots.reserveCapacity(batch.count)
+        for i in 0..<batch.count {
+            var slot = batch.slots[i]
             do {
-                r.key = try Self.bytes(key.evaluate(r.context))
-                output.out.append(r)
-            } catch let e {
-                output.fail(r, component: id, "key: \(e.message)")
+                let v = try batch.withContext(i) { try key.evaluate($0) }
+                slot.key = Self.store(v, in: &output.out)
+                output.pass(slot)
+            } catch {
+                output.fail(slot, component: id, "key: \(expressionMessage(error))")
             }
         }
     }
 
+    /// A key's bytes: a string as it is, null as no key, other values as JSON.
     static func bytes(_ v: Value) -> [UInt8]? {
         switch v {
         case .null: return nil
@@ -110,24 +356,30 @@ struct KeyTransform: Transform {
         default: return JSON.serialize(v)
         }
     }
+
+    /// A key's bytes written into `batch`'s arena.
+    static func store(_ v: Value, in batch: inout RecordBatch) -> ByteSpan {
+        switch v {
+        case .null: return .null
+        case .string(var s): return s.withUTF8 { batch.store(UnsafeRawBufferPointer($0)) }
+        default: return batch.store(JSON.serialize(v))
+        }
+    }
 }
 
 struct RouteTransform: Transform {
     let id: String
     let routes: [(name: String, expression: CompiledExpression)]
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
-        for r in records {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        for i in 0..<batch.count {
             do {
-                let ctx = r.context
-                var matched = false
-                for (name, e) in routes where try e.test(ctx) {
-                    output.named[name, default: []].append(r)
-                    matched = true
-                    break
+                let name: String = try batch.withContext(i) { ctx in
+                    for (name, e) in routes where try e.test(ctx) { return name }
+                    return "default"
                 }
-                if !matched { output.named["default", default: []].append(r) }
-            } catch let e {
-                output.fail(r, component: id, "route: \(e.message)")
+                output.route(name, batch.slots[i])
+            } catch {
+                output.fail(batch.slots[i], component: id, "route: \(expressionMessage(error))")
             }
         }
     }

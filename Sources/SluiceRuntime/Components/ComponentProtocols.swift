@@ -3,8 +3,9 @@
 import SluiceLog
 import SluiceBroker
 
-/// One record flowing through a pipeline. `parsed` holds the value's fields once a `json`
-/// transform (or a source that reads JSON) has parsed them; expressions read from it.
+/// A record as an owned value: what components that are not on a hot path read from a
+/// batch (`RecordBatch.records`) and build batches from (`RecordBatch(_:)`). On the hot path
+/// records stay in their batch as views (`RecordSlot`).
 public struct PipelineRecord: Sendable {
     public var key: [UInt8]?
     public var value: [UInt8]?
@@ -37,16 +38,62 @@ public struct PipelineRecord: Sendable {
     }
 }
 
+/// What a component is told about the records it is given: the lane they belong to and, under
+/// `guarantee: exactly-once`, that lane's open transaction. Passed explicitly with every
+/// batch; nothing is read from task-locals.
+public struct LaneContext: Sendable {
+    /// The source partition whose records these are (nil for sources that are not topics).
+    public var lane: SourceLane?
+    /// The lane's open transaction under exactly-once; nil otherwise.
+    public var transaction: LaneTransaction?
+
+    public init(lane: SourceLane? = nil, transaction: LaneTransaction? = nil) {
+        self.lane = lane
+        self.transaction = transaction
+    }
+
+    /// Records of no particular lane, outside any transaction (plain sources, tests).
+    public static let none = LaneContext()
+}
+
 /// Where a transform puts what it produced: the main output, the error output, or a named
-/// output (`route` cases).
+/// output (`route` cases). Made for one input batch, the outputs share its stores, so a
+/// transform passes a record on by appending its slot.
 public struct TransformOutput: Sendable {
-    public var out: [PipelineRecord] = []
-    public var errors: [PipelineRecord] = []
-    public var named: [String: [PipelineRecord]] = [:]
+    public var out: RecordBatch
+    public var errors: RecordBatch
+    public var named: [String: RecordBatch] = [:]
+    /// An empty batch sharing the input's stores, for named outputs.
+    let template: RecordBatch
 
-    public init() {}
+    /// Outputs for records of `input`.
+    public init(for input: RecordBatch) {
+        template = input.emptied()
+        out = template
+        errors = template
+    }
 
-    /// Sends `record` to `<component>.errors` with headers saying what went wrong.
+    public init() { self.init(for: RecordBatch()) }
+
+    /// Passes slot `i` of the input on unchanged.
+    @inlinable
+    public mutating func pass(_ slot: RecordSlot) { out.slots.append(slot) }
+
+    /// Sends slot `slot` (of the input) to output `name`.
+    public mutating func route(_ name: String, _ slot: RecordSlot) {
+        named[name, default: template].slots.append(slot)
+    }
+
+    /// Sends the input's record `slot` to `<component>.errors` with headers saying what went
+    /// wrong (`sluice.error`, `sluice.error.component`).
+    public mutating func fail(_ slot: RecordSlot, component: String, _ message: String) {
+        errors.slots.append(slot)
+        let i = errors.count - 1
+        errors.addHeader(i, name: "sluice.error", value: message)
+        errors.addHeader(i, name: "sluice.error.component", value: component)
+    }
+
+    /// Sends an owned record to `<component>.errors` (components that work on owned records).
     public mutating func fail(_ record: PipelineRecord, component: String, _ message: String) {
         var r = record
         r.headers.append(RecordHeader(name: "sluice.error", value: Array(message.utf8)))
@@ -56,13 +103,14 @@ public struct TransformOutput: Sendable {
 }
 
 public protocol Transform: Sendable {
-    /// Processes a batch, in order.
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws
+    /// Processes a batch, in order; `context` says which lane it belongs to.
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws
 }
 
 public protocol Sink: Sendable {
-    /// Writes a batch (it may still be buffered or not yet durable).
-    func write(_ records: [PipelineRecord]) async throws
+    /// Writes a batch (it may still be buffered or not yet durable). Under exactly-once,
+    /// `context.transaction` is the lane's open transaction.
+    func write(_ batch: RecordBatch, context: LaneContext) async throws
     /// Returns once everything written so far is durable; the runner commits source offsets
     /// only after every sink downstream has flushed (Kafka Connect's put/flush).
     func flush() async throws
@@ -78,19 +126,19 @@ extension Sink {
 /// `<sink>.errors` when that is wired, and stop the pipeline otherwise.
 public protocol RejectingSink: Sink {
     /// Writes a batch and returns the records the destination refused.
-    func write(_ records: [PipelineRecord]) async throws -> [PipelineRecord]
+    func writeReturningRefused(_ batch: RecordBatch, context: LaneContext) async throws -> RecordBatch
 }
 
 extension RejectingSink {
-    public func write(_ records: [PipelineRecord]) async throws {
-        let refused: [PipelineRecord] = try await write(records)
+    public func write(_ batch: RecordBatch, context: LaneContext) async throws {
+        let refused = try await writeReturningRefused(batch, context: context)
         if !refused.isEmpty { throw ComponentError(component: "sink", "\(refused.count) records were refused") }
     }
 }
 
 public protocol Source: Sendable {
     /// Emits batches until the source ends (bounded sources) or the task is cancelled.
-    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws
+    func run(_ emit: @escaping @Sendable (RecordBatch) async throws -> Void) async throws
     /// When true, `emit` returns only once every sink made the batch durable (an HTTP source
     /// answers its client after that).
     var acknowledgesDurably: Bool { get }
@@ -138,9 +186,9 @@ public protocol BufferingTransform: Transform {
 }
 
 /// The open transaction of the lane whose records are flowing, under `guarantee:
-/// exactly-once`. The runner sets it (a task-local) around each lane's share of a poll; topic
-/// sinks write through its producer, and exactly-once sinks buffer what they are given until
-/// the runner commits the lane.
+/// exactly-once`. The runner passes it in each batch's `LaneContext`; topic sinks write
+/// through its producer, and exactly-once sinks buffer what they are given until the runner
+/// commits the lane.
 public struct LaneTransaction: Sendable {
     public let lane: SourceLane
     /// The lane's transactional producer (transactional id `<pipeline>/<group>/<topic>/<partition>`).
@@ -148,8 +196,6 @@ public struct LaneTransaction: Sendable {
     /// Records of the lane below this offset were written by an earlier committed
     /// transaction; topic sinks skip them when the lane resumes from a lower offset.
     public let committedBelow: Int64
-
-    @TaskLocal public static var current: LaneTransaction?
 
     public init(lane: SourceLane, producer: Producer, committedBelow: Int64) {
         self.lane = lane

@@ -126,6 +126,24 @@ public struct TopicSourceSettings: Sendable {
     public var maxBatchRecords: Int
 }
 
+/// What a component does besides turning records into records, declared on its spec so the
+/// runner needs no knowledge of particular types.
+public struct ComponentCapabilities: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// A sink that can take part in exactly-once.
+    public static let exactlyOnce = ComponentCapabilities(rawValue: 1)
+    /// Under exactly-once, writes into the lane's Kafka transaction (a topic sink, a
+    /// changelog): where there is such an effect, the group's committed offset marks how far
+    /// the effects got.
+    public static let transactionalEffects = ComponentCapabilities(rawValue: 2)
+    /// Keeps state across records (shared by all lanes).
+    public static let state = ComponentCapabilities(rawValue: 4)
+    /// Holds records across polls (a `BufferingTransform`).
+    public static let buffering = ComponentCapabilities(rawValue: 8)
+}
+
 public struct ComponentSpec: Sendable {
     public var kind: ComponentKind
     public var type: String
@@ -133,18 +151,19 @@ public struct ComponentSpec: Sendable {
     public var fields: [FieldSpec]
     /// Outputs besides `out` and `errors` (a route's cases), from its configuration.
     public var extraOutputs: @Sendable (ComponentConfig) -> [String]
+    public var capabilities: ComponentCapabilities
     /// For sinks: whether the sink can take part in exactly-once.
-    public var exactlyOnceCapable: Bool
+    public var exactlyOnceCapable: Bool { capabilities.contains(.exactlyOnce) }
     public var build: @Sendable (ComponentConfig, BuildContext) async throws -> BuiltComponent
 
-    public init(kind: ComponentKind, type: String, summary: String, fields: [FieldSpec], exactlyOnceCapable: Bool = false,
+    public init(kind: ComponentKind, type: String, summary: String, fields: [FieldSpec], exactlyOnceCapable: Bool = false, capabilities: ComponentCapabilities = [],
                 extraOutputs: @escaping @Sendable (ComponentConfig) -> [String] = { _ in [] },
                 build: @escaping @Sendable (ComponentConfig, BuildContext) async throws -> BuiltComponent) {
         self.kind = kind
         self.type = type
         self.summary = summary
         self.fields = fields
-        self.exactlyOnceCapable = exactlyOnceCapable
+        self.capabilities = exactlyOnceCapable ? capabilities.union(.exactlyOnce) : capabilities
         self.extraOutputs = extraOutputs
         self.build = build
     }

@@ -16,36 +16,46 @@ struct HTTPSink: RejectingSink {
     let backoffMs: Int64
     let timeoutMs: Int64
 
-    func write(_ records: [PipelineRecord]) async throws -> [PipelineRecord] {
-        var rejected: [PipelineRecord] = []
+    func writeReturningRefused(_ batch: RecordBatch, context: LaneContext) async throws -> RecordBatch {
+        var refused = batch.emptied()
         var start = 0
-        while start < records.count {
-            let chunk = Array(records[start..<min(records.count, start + batchRecords)])
-            start += chunk.count
-            if let status = try await post(chunk) {
-                rejected += chunk.map { r in
-                    var r = r
-                    r.headers.append(RecordHeader(name: "sluice.error", value: Array("HTTP \(status) from \(url.absoluteString)".utf8)))
-                    r.headers.append(RecordHeader(name: "sluice.error.component", value: Array(id.utf8)))
-                    return r
+        while start < batch.count {
+            let chunk = start..<min(batch.count, start + batchRecords)
+            start = chunk.upperBound
+            if let status = try await post(batch, chunk) {
+                let message = "HTTP \(status) from \(url.absoluteString)"
+                for i in chunk {
+                    refused.slots.append(batch.slots[i])
+                    refused.addHeader(refused.count - 1, name: "sluice.error", value: message)
+                    refused.addHeader(refused.count - 1, name: "sluice.error.component", value: id)
                 }
             }
         }
-        return rejected
+        return refused
     }
 
-    /// Sends one request, retrying what can be retried; returns the status of a refusal (4xx).
-    private func post(_ records: [PipelineRecord]) async throws -> Int? {
+    /// Sends one request with records `range` of `batch`, retrying what can be retried;
+    /// returns the status of a refusal (4xx).
+    private func post(_ batch: RecordBatch, _ range: Range<Int>) async throws -> Int? {
         var body: [UInt8] = []
         if format == "json" {
             body.append(UInt8(ascii: "["))
-            for (i, r) in records.enumerated() {
-                if i > 0 { body.append(UInt8(ascii: ",")) }
-                if let v = r.value, (try? JSON.parse(v)) != nil { body += v } else { JSON.serialize(.string(String(decoding: r.value ?? [], as: UTF8.self)), into: &body) }
+            for i in range {
+                if i > range.lowerBound { body.append(UInt8(ascii: ",")) }
+                batch.withBytes(batch.slots[i].value) { v in
+                    if let v, (try? JSON.parse(v)) != nil {
+                        body.append(contentsOf: v)
+                    } else {
+                        JSON.serialize(.string(String(decoding: v ?? UnsafeRawBufferPointer(start: nil, count: 0), as: UTF8.self)), into: &body)
+                    }
+                }
             }
             body.append(UInt8(ascii: "]"))
         } else {
-            for r in records { body += r.value ?? []; body.append(10) }
+            for i in range {
+                batch.withBytes(batch.slots[i].value) { v in if let v { body.append(contentsOf: v) } }
+                body.append(10)
+            }
         }
         var request = URLRequest(url: url, timeoutInterval: Double(timeoutMs) / 1000)
         request.httpMethod = "POST"

@@ -17,7 +17,7 @@ struct HTTPSource: Source {
 
     var acknowledgesDurably: Bool { true }
 
-    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
+    func run(_ emit: @escaping @Sendable (RecordBatch) async throws -> Void) async throws {
         let router = Router()
         let perLine = self.perLine, maxBodyBytes = self.maxBodyBytes, id = self.id
         router.post(RouterPath(path)) { request, _ -> Response in
@@ -40,7 +40,7 @@ struct HTTPSource: Source {
                 records.append(PipelineRecord(value: bytes, timestamp: now))
             }
             do {
-                try await emit(records)
+                try await emit(RecordBatch(records))
             } catch {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "\(id): \(error)\n")))
             }

@@ -69,22 +69,25 @@ final class SQLiteSink: ExactlyOnceSink {
         return "\(error)"
     }
 
-    private func row(_ r: PipelineRecord) throws -> [DatabaseValue] {
-        let context = r.context
+    /// Record `i`'s row: each column's expression evaluated on the record.
+    private func row(_ batch: RecordBatch, _ i: Int) throws -> [DatabaseValue] {
         var out: [DatabaseValue] = []
         out.reserveCapacity(columns.count)
-        for (name, expression) in columns {
-            let v: Value
-            do { v = try expression.evaluate(context) } catch let e {
-                throw ComponentError(component: id, "column \(name): \(e.message) (record \(r.topic ?? "-")/\(r.partition)@\(r.offset))")
-            }
-            switch v {
-            case .null: out.append(.null)
-            case .bool(let b): out.append(b.databaseValue)
-            case .int(let i): out.append(i.databaseValue)
-            case .double(let d): out.append(d.databaseValue)
-            case .string(let s): out.append(s.databaseValue)
-            case .array, .object: out.append(String(decoding: JSON.serialize(v), as: UTF8.self).databaseValue)
+        try batch.withContext(i) { context in
+            for (name, expression) in columns {
+                let v: Value
+                do { v = try expression.evaluate(context) } catch let e {
+                    let lane = batch.lane(i)
+                    throw ComponentError(component: id, "column \(name): \(expressionMessage(e)) (record \(lane.topic ?? "-")/\(lane.partition)@\(batch.slots[i].offset))")
+                }
+                switch v {
+                case .null: out.append(.null)
+                case .bool(let b): out.append(b.databaseValue)
+                case .int(let n): out.append(n.databaseValue)
+                case .double(let d): out.append(d.databaseValue)
+                case .string(let s): out.append(s.databaseValue)
+                case .array, .object: out.append(String(decoding: JSON.serialize(v), as: UTF8.self).databaseValue)
+                }
             }
         }
         return out
@@ -95,11 +98,13 @@ final class SQLiteSink: ExactlyOnceSink {
         for r in rows { try statement.execute(arguments: StatementArguments(r)) }
     }
 
-    func write(_ records: [PipelineRecord]) async throws {
-        guard let txn = LaneTransaction.current else {
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {
+        guard let txn = context.transaction else {
             // At-least-once: each batch is one SQLite transaction.
-            let rows = try records.map(row)
-            do { try await db.write { db in try self.insert(rows, db) } } catch let e as ComponentError { throw e } catch {
+            var rows: [[DatabaseValue]] = []
+            rows.reserveCapacity(batch.count)
+            for i in 0..<batch.count { rows.append(try row(batch, i)) }
+            do { try await db.write { [rows] db in try self.insert(rows, db) } } catch let e as ComponentError { throw e } catch {
                 throw ComponentError(component: id, "cannot write to \(path): \(Self.describe(error))")
             }
             return
@@ -108,8 +113,8 @@ final class SQLiteSink: ExactlyOnceSink {
         // whose effects the database already has.
         let applied = try await appliedOffset(txn.lane)
         var rows: [[DatabaseValue]] = []
-        rows.reserveCapacity(records.count)
-        for r in records where applied.map({ r.offset >= $0 }) ?? true { rows.append(try row(r)) }
+        rows.reserveCapacity(batch.count)
+        for i in 0..<batch.count where applied.map({ batch.slots[i].offset >= $0 }) ?? true { rows.append(try row(batch, i)) }
         lanes.withLock { $0[txn.lane, default: LaneState()].rows += rows }
     }
 

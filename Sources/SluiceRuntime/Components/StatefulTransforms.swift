@@ -124,16 +124,16 @@ final class DedupeTransform: Transform {
         }
     }
 
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         var keys: [Value?] = []
-        keys.reserveCapacity(records.count)
-        for r in records {
-            do { keys.append(try key.evaluate(r.context)) } catch let e {
+        keys.reserveCapacity(batch.count)
+        for i in 0..<batch.count {
+            do { keys.append(try batch.withContext(i) { try key.evaluate($0) }) } catch {
                 keys.append(nil)
-                output.fail(r, component: id, "key: \(e.message)")
+                output.fail(batch.slots[i], component: id, "key: \(expressionMessage(error))")
             }
         }
-        let txn = changelog == nil ? nil : LaneTransaction.current
+        let txn = changelog == nil ? nil : context.transaction
         if txn != nil { try await ensureRestored() }
         let now = currentTimeMillis()
         var added: [(Value, Origin)] = []
@@ -141,9 +141,15 @@ final class DedupeTransform: Transform {
             s.expire(now: now, windowMs: windowMs)
             var out: [Bool] = []
             out.reserveCapacity(keys.count)
-            for (r, k) in zip(records, keys) {
+            for (i, k) in keys.enumerated() {
                 guard let k else { out.append(false); continue }
-                let origin = txn != nil ? Origin(topic: r.topic ?? "", partition: r.partition, offset: r.offset) : nil
+                let origin: Origin?
+                if txn != nil {
+                    let lane = batch.lane(i)
+                    origin = Origin(topic: lane.topic ?? "", partition: lane.partition, offset: batch.slots[i].offset)
+                } else {
+                    origin = nil
+                }
                 if let e = s.seen[k], windowMs.map({ now - e.time <= $0 }) ?? true {
                     // A replay of the record that brought the key in is not a duplicate.
                     out.append(origin != nil && e.origin == origin)
@@ -167,7 +173,8 @@ final class DedupeTransform: Transform {
             }
             _ = try await txn.producer.send(&builder, to: TopicPartition(topic, 0))
         }
-        for (r, k) in zip(records, keep) where k { output.out.append(r) }
+        output.out.slots.reserveCapacity(output.out.count + batch.count)
+        for (i, k) in keep.enumerated() where k { output.pass(batch.slots[i]) }
     }
 }
 
@@ -178,15 +185,15 @@ final class ThrottleTransform: Transform {
 
     init(rate: Int64) { self.rate = max(1, rate) }
 
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         let spacing = Duration.nanoseconds(1_000_000_000 / rate)
         let due = next.withLock { n -> ContinuousClock.Instant in
             let start = max(n ?? .now, .now)
-            n = start + spacing * records.count
+            n = start + spacing * batch.count
             return start
         }
         if due > .now { try await Task.sleep(until: due, clock: .continuous) }
-        output.out += records
+        output.out.slots.append(contentsOf: batch.slots)
     }
 }
 
@@ -215,7 +222,9 @@ final class BatchTransform: BufferingTransform {
         self.asArray = asArray
     }
 
-    func process(_ records: [PipelineRecord], into output: inout TransformOutput) async throws {
+    func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        // Held records outlive the batch, so they are kept as owned records.
+        let records = batch.records
         var complete: [[PipelineRecord]] = []
         groups.withLock { groups in
             for r in records {
@@ -257,7 +266,7 @@ final class BatchTransform: BufferingTransform {
 
     private func emit(_ group: [PipelineRecord], into output: inout TransformOutput) {
         guard asArray, let last = group.last else {
-            output.out += group
+            for r in group { output.out.append(r) }
             return
         }
         // One record: a JSON array of the values (parsed values where a json transform ran).

@@ -16,15 +16,18 @@ public struct PipelineTestResult: Sendable {
 
 struct ListSource: Source {
     let records: [PipelineRecord]
-    func run(_ emit: @escaping @Sendable ([PipelineRecord]) async throws -> Void) async throws {
-        if !records.isEmpty { try await emit(records) }
+    func run(_ emit: @escaping @Sendable (RecordBatch) async throws -> Void) async throws {
+        if !records.isEmpty { try await emit(RecordBatch(records)) }
     }
 }
 
 final class CaptureSink: Sink {
     private let captured = Mutex<[PipelineRecord]>([])
     var records: [PipelineRecord] { captured.withLock { $0 } }
-    func write(_ records: [PipelineRecord]) async throws { captured.withLock { $0 += records } }
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {
+        let records = batch.records
+        captured.withLock { $0 += records }
+    }
     func close() async throws {}
 }
 

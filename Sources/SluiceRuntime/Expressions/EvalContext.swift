@@ -10,9 +10,15 @@
 ///                       headers: [("source", Array("web".utf8))])
 /// try where.test(ctx)
 /// ```
-public struct EvalContext: Sendable {
-    /// The parsed record value; field paths read from it (`.null` when there is none).
+public struct EvalContext: @unchecked Sendable {
+    /// The parsed record value as a tree (`.null` when there is none, or when `document`
+    /// holds it as bytes instead).
     public var value: Value
+    /// The record value as JSON bytes with its top-level fields indexed: fields are read from
+    /// it without building a tree. Valid only inside the call that made the context.
+    public var document: JSONDocument?
+    /// The key as bytes of a batch (instead of `key`), valid only inside that call.
+    var rawKey: UnsafeRawBufferPointer?
     /// `meta.key`, as UTF-8 text (invalid bytes become U+FFFD).
     public var key: [UInt8]?
     public var topic: String?
@@ -39,6 +45,31 @@ public struct EvalContext: Sendable {
         self.offset = offset
         self.timestamp = timestamp
         self.headers = headers
+    }
+
+    /// The context of a batch's record (`RecordBatch.withContext`).
+    @usableFromInline
+    init(document: JSONDocument?, value: Value, rawKey: UnsafeRawBufferPointer?, lane: SourceLane, offset: Int64, timestamp: Int64, headers: [(String, [UInt8]?)]) {
+        self.value = value
+        self.document = document
+        self.rawKey = rawKey
+        self.key = nil
+        self.topic = lane.topic
+        self.partition = lane.partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.headers = headers
+    }
+
+    /// The whole value as a tree: built from `document` when the record has one (the slow
+    /// path, for `this` and paths below a top-level field that is not read in place).
+    var root: Value { document?.tree ?? value }
+
+    /// `meta.key` as text.
+    func keyText() -> Value {
+        if let rawKey { return .string(String(decoding: rawKey, as: UTF8.self)) }
+        guard let key else { return .null }
+        return .string(String(decoding: key, as: UTF8.self))
     }
 
     /// The last header named `name`: `.string` of its bytes, `.null` when it has no value or

@@ -70,17 +70,23 @@ enum ExpressionCompiler {
     static func reader(_ path: [PathStep]) -> ValueFunction {
         switch path.count {
         case 0:
-            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ctx.value }
+            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ctx.root }
         case 1:
             switch path[0] {
             case .key(let key):
                 let field = FieldLookup(key)
-                return { (ctx: EvalContext) throws(ExpressionRuntimeError) in field.value(in: ctx.value) }
+                return { (ctx: EvalContext) throws(ExpressionRuntimeError) in field.value(in: ctx) }
             case .index(let n):
-                return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.element(ctx.value, n) }
+                return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.element(ctx.root, n) }
             }
         default:
-            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.resolve(ctx.value, path) }
+            if case .key(let key) = path[0] {
+                // The first step is read in place; only that field's value becomes a tree.
+                let field = FieldLookup(key)
+                let rest = Array(path.dropFirst())
+                return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.resolve(field.value(in: ctx), rest) }
+            }
+            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.resolve(ctx.root, path) }
         }
     }
 
@@ -140,8 +146,7 @@ enum ExpressionCompiler {
         switch field {
         case .key:
             return CompiledNode(type: .any, value: { (ctx: EvalContext) throws(ExpressionRuntimeError) in
-                guard let key = ctx.key else { return .null }
-                return .string(String(decoding: key, as: UTF8.self))
+                ctx.keyText()
             })
         case .topic:
             return CompiledNode(type: .any, value: { (ctx: EvalContext) throws(ExpressionRuntimeError) in
@@ -305,34 +310,46 @@ enum ExpressionCompiler {
         }
     }
 
-    /// `field OP literal`, the common shape of a `where`: reads the field in place.
+    /// `field OP literal`, the common shape of a `where`: reads the field in place, from the
+    /// record's bytes when it has them (a string compared without being decoded, a number
+    /// decoded without allocating).
     static func fieldTest(_ key: String, _ op: BinaryOperator, _ c: Value) -> TestFunction {
         let field = FieldLookup(key)
         if op == .equal || op == .notEqual {
             let expected = op == .equal
             if case .string(let s) = c {
+                let literal = Array(s.utf8)
                 return { (ctx: EvalContext) throws(ExpressionRuntimeError) in
+                    if let doc = ctx.document {
+                        guard let i = field.index(in: doc) else { return !expected }
+                        return literal.withUnsafeBytes { JSONIndex.stringEquals(doc.fields[i], $0, in: doc.bytes) } == expected
+                    }
                     if case .object(let o) = ctx.value, let i = field.index(in: o), case .string(let x) = o.entries[i].value {
                         return (x == s) == expected
                     }
                     return !expected
                 }
             }
-            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.equals(field.value(in: ctx.value), c) == expected }
+            return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.equals(field.value(in: ctx), c) == expected }
         }
         if case .int(let n) = c {
             return { (ctx: EvalContext) throws(ExpressionRuntimeError) in
-                if case .object(let o) = ctx.value, let i = field.index(in: o) {
-                    switch o.entries[i].value {
-                    case .int(let x): return ExprOps.holds(op, x < n ? -1 : (x == n ? 0 : 1))
-                    case .double(let x): return ExprOps.holds(op, ExprOps.order(n, x).map { -$0 })
-                    default: break
-                    }
+                let v: Value
+                if ctx.document != nil {
+                    v = field.value(in: ctx)
+                } else if case .object(let o) = ctx.value, let i = field.index(in: o) {
+                    v = o.entries[i].value
+                } else {
+                    v = .null
                 }
-                return ExprOps.holds(op, try ExprOps.order(field.value(in: ctx.value), c))
+                switch v {
+                case .int(let x): return ExprOps.holds(op, x < n ? -1 : (x == n ? 0 : 1))
+                case .double(let x): return ExprOps.holds(op, ExprOps.order(n, x).map { -$0 })
+                default: return ExprOps.holds(op, try ExprOps.order(v, c))
+                }
             }
         }
-        return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.holds(op, try ExprOps.order(field.value(in: ctx.value), c)) }
+        return { (ctx: EvalContext) throws(ExpressionRuntimeError) in ExprOps.holds(op, try ExprOps.order(field.value(in: ctx), c)) }
     }
 
     static func conditional(_ cNode: SyntaxNode, _ aNode: SyntaxNode, _ bNode: SyntaxNode, _ node: SyntaxNode) throws(Failure) -> CompiledNode {

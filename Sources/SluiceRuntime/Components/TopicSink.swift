@@ -1,0 +1,87 @@
+// The topic sink: encodes each partition's share of a batch straight from the batch's views
+// into one outgoing record batch (the only copy of the bytes), picks partitions by key as
+// Kafka does, and appends through the lane's transactional producer under exactly-once.
+import SluiceBroker
+import SluiceLog
+import Synchronization
+
+final class TopicSink: Sink {
+    let id: String
+    let broker: EmbeddedBroker
+    let producer: Producer
+    let topic: TopicName
+    let key: CompiledExpression?
+    let partition: Int32?
+    /// Last offset written per partition since the last flush.
+    private let pending = Mutex<[PartitionID: Int64]>([:])
+    /// Keyless records of one write go to one partition, the next write to the next one.
+    private let sticky = Mutex<Int32>(0)
+
+    init(id: String, broker: EmbeddedBroker, producer: Producer, topic: TopicName, key: CompiledExpression?, partition: Int32?) {
+        self.id = id
+        self.broker = broker
+        self.producer = producer
+        self.topic = topic
+        self.key = key
+        self.partition = partition
+    }
+
+    func write(_ batch: RecordBatch, context: LaneContext) async throws {
+        guard !batch.isEmpty else { return }
+        let txn = context.transaction
+        let producer = txn?.producer ?? self.producer
+        let count = try broker.partitionCount(topic)
+        if let partition, partition >= count { throw ComponentError(component: id, "topic '\(topic)' has no partition \(partition)") }
+        let keyless = sticky.withLock { p -> Int32 in defer { p = (p + 1) % max(count, 1) }; return p % max(count, 1) }
+        // Exactly-once: records of the lane below this offset were written by an earlier
+        // committed transaction (the lane resumed from a lower offset); skip them.
+        let skipBelow = txn?.committedBelow ?? -1
+        let txnLane = txn.map { batch.lanes.firstIndex(of: $0.lane).map(Int32.init) ?? -1 } ?? -1
+        var builders = [RecordBatchBuilder?](repeating: nil, count: Int(count))
+        var valueBytes = 0
+        for s in batch.slots { valueBytes += max(0, Int(s.value.count)) + max(0, Int(s.key.count)) }
+        let capacity = valueBytes / Int(max(1, count)) + batch.count * 24 / Int(max(1, count)) + 256
+        for i in 0..<batch.count {
+            let s = batch.slots[i]
+            if s.offset < skipBelow && s.lane == txnLane { continue }
+            var computedKey: [UInt8]?
+            if let key {
+                do { computedKey = KeyTransform.bytes(try batch.withContext(i) { try key.evaluate($0) }) } catch {
+                    let lane = batch.lane(i)
+                    throw ComponentError(component: id, "key: \(expressionMessage(error)) (record \(lane.topic ?? "-")/\(lane.partition)@\(s.offset))")
+                }
+            }
+            let headers = s.headerCount > 0 ? batch.recordHeaders(i) : []
+            batch.withBytes(s.value) { value in
+                func add(_ k: UnsafeRawBufferPointer?) {
+                    let p: Int32
+                    if let partition { p = partition } else if let k { p = Murmur2.partition(forKey: k, partitions: count) } else { p = keyless }
+                    if builders[Int(p)] == nil { builders[Int(p)] = RecordBatchBuilder(capacity: capacity) }
+                    builders[Int(p)]!.append(key: k, value: value, timestamp: s.timestamp, headers: headers)
+                }
+                if key != nil {
+                    if let computedKey { computedKey.withUnsafeBytes { add($0) } } else { add(nil) }
+                } else {
+                    batch.withBytes(s.key) { add($0) }
+                }
+            }
+        }
+        var written: [(PartitionID, Int64)] = []
+        for p in 0..<Int(count) where builders[p] != nil {
+            let result = try await producer.send(&builders[p]!, to: TopicPartition(topic, Int32(p)))
+            written.append((Int32(p), result.lastOffset))
+        }
+        if txn != nil { return }  // durable when the lane's transaction commits
+        pending.withLock { last in
+            for (p, o) in written { last[p] = max(last[p] ?? -1, o) }
+        }
+    }
+
+    /// Durable under the topic's flush policy (one group commit covers every lane's writes).
+    func flush() async throws {
+        let last = pending.withLock { p -> [PartitionID: Int64] in defer { p.removeAll() }; return p }
+        for (p, offset) in last { try await broker.partition(TopicPartition(topic, p)).log.waitUntilDurable(offset) }
+    }
+
+    func close() async throws { try await flush() }
+}
