@@ -107,12 +107,28 @@ struct MapTransform: Transform {
 
     /// Where an output field's key and value come from.
     struct OutField {
-        /// Index of the input field whose key text is kept, or -1 - (index into `setKeys`)
-        /// for a set field, or `Int32.min + r` for rename target r.
-        var key: Int32
-        /// Index of the input field whose value bytes are kept, or -1 - (index into the
-        /// computed values).
-        var value: Int32
+        enum Key {
+            /// The key text of input field n, kept as it is.
+            case input(Int)
+            /// The name of set field n (`setKeys`).
+            case set(Int)
+            /// The target of rename n (`renameKeys`).
+            case renamed(Int)
+        }
+        enum Source {
+            /// The value bytes of input field n, kept as they are.
+            case input(Int)
+            /// Computed value n of the set fields.
+            case computed(Int)
+        }
+        var key: Key
+        var value: Source
+
+        /// Key and value of one input field, both untouched.
+        var untouched: Int? {
+            if case .input(let k) = key, case .input(let v) = value, k == v { return k }
+            return nil
+        }
     }
 
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
@@ -195,8 +211,11 @@ struct MapTransform: Transform {
     func splice(_ bytes: UnsafeRawBufferPointer, _ inFields: ArraySlice<JSONField>, _ computed: [Value], _ plan: inout [OutField], into text: inout [UInt8], fields: inout [JSONField]) {
         let base = inFields.startIndex
         func keyEquals(_ f: OutField, _ name: [UInt8]) -> Bool {
-            if f.key >= 0 {
-                let field = inFields[base + Int(f.key)]
+            switch f.key {
+            case .set(let j): return setNames[j] == name
+            case .renamed(let r): return renameTo[r] == name
+            case .input(let k):
+                let field = inFields[base + k]
                 let n = Int(field.keyEnd - field.keyStart)
                 guard n == name.count else { return false }
                 var at = Int(field.keyStart)
@@ -206,18 +225,16 @@ struct MapTransform: Transform {
                 }
                 return true
             }
-            if let j = Self.setIndex(f.key) { return setNames[j] == name }
-            return renameTo[Int(f.key - Int32.min)] == name
         }
         plan.removeAll(keepingCapacity: true)
-        for j in 0..<inFields.count { plan.append(OutField(key: Int32(j), value: Int32(j))) }
+        for j in 0..<inFields.count { plan.append(OutField(key: .input(j), value: .input(j))) }
         let appendOnly = remove.isEmpty && rename.isEmpty
         var added = 0
         for j in 0..<set.count {
             if let k = plan.firstIndex(where: { keyEquals($0, setNames[j]) }) {
-                plan[k].value = -1 - Int32(j)
+                plan[k].value = .computed(j)
             } else {
-                plan.append(OutField(key: -1 - Int32(j), value: -1 - Int32(j)))
+                plan.append(OutField(key: .set(j), value: .computed(j)))
                 added += 1
             }
         }
@@ -230,7 +247,7 @@ struct MapTransform: Transform {
                 if let t = plan.firstIndex(where: { keyEquals($0, renameTo[r]) }) {
                     plan[t].value = v
                 } else {
-                    plan.append(OutField(key: Int32.min + Int32(r), value: v))
+                    plan.append(OutField(key: .renamed(r), value: v))
                 }
             }
         }
@@ -251,9 +268,9 @@ struct MapTransform: Transform {
         text.append(UInt8(ascii: "{"))
         for (n, p) in plan.enumerated() {
             if n > 0 { text.append(UInt8(ascii: ",")) }
-            if p.key >= 0 && p.value == p.key {
+            if let untouched = p.untouched {
                 // Untouched: the key and the value's bytes as they were.
-                let f = inFields[base + Int(p.key)]
+                let f = inFields[base + untouched]
                 let keyAt = text.count + 1
                 text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.keyStart - 1)...Int(f.keyEnd)]))
                 text.append(UInt8(ascii: ":"))
@@ -276,12 +293,15 @@ struct MapTransform: Transform {
     func writeNew(_ p: OutField, _ computed: [Value], start: Int, into text: inout [UInt8], fields: inout [JSONField], inFields: ArraySlice<JSONField>? = nil, bytes: UnsafeRawBufferPointer? = nil) {
         let keyAt = text.count + 1
         var keyEscaped = false
-        if p.key >= 0, let inFields, let bytes {
-            let f = inFields[inFields.startIndex + Int(p.key)]
-            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.keyStart - 1)...Int(f.keyEnd)]))
+        switch p.key {
+        case .input(let n):
+            // An input key is only written here beside a new value, from the splice path.
+            let f = inFields![inFields!.startIndex + n]
+            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes![Int(f.keyStart - 1)...Int(f.keyEnd)]))
             keyEscaped = f.keyEscaped
-        } else {
-            let k = Self.setIndex(p.key).map { setKeys[$0] } ?? renameKeys[Int(p.key - Int32.min)]
+        case .set(let j), .renamed(let j):
+            let k: [UInt8]
+            if case .set = p.key { k = setKeys[j] } else { k = renameKeys[j] }
             text.append(contentsOf: k)
             keyEscaped = k.contains(UInt8(ascii: "\\"))
         }
@@ -290,23 +310,20 @@ struct MapTransform: Transform {
         let valueAt = text.count
         let kind: JSONKind
         var valueEscaped = false
-        if p.value >= 0, let inFields, let bytes {
-            let f = inFields[inFields.startIndex + Int(p.value)]
-            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[Int(f.valueStart)..<Int(f.valueEnd)]))
+        switch p.value {
+        case .input(let n):
+            // An input value is only written here under a new key, from the splice path.
+            let f = inFields![inFields!.startIndex + n]
+            text.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes![Int(f.valueStart)..<Int(f.valueEnd)]))
             kind = f.kind
             valueEscaped = f.valueEscaped
-        } else {
-            let v = computed[Int(-1 - p.value)]
+        case .computed(let j):
+            let v = computed[j]
             JSON.serialize(v, into: &text)
             kind = Self.kind(v)
             if kind == .string { valueEscaped = text[valueAt..<text.count].contains(UInt8(ascii: "\\")) }
         }
         fields.append(JSONField(keyStart: Int32(keyAt - start), keyEnd: Int32(keyEnd - start), valueStart: Int32(valueAt - start), valueEnd: Int32(text.count - start), kind: kind, keyEscaped: keyEscaped, valueEscaped: valueEscaped))
-    }
-
-    /// The set field a plan key names, nil for a rename target.
-    static func setIndex(_ key: Int32) -> Int? {
-        key < 0 && key > Int32.min + Int32(1 << 20) ? Int(-1 - key) : nil
     }
 
     static func kind(_ v: Value) -> JSONKind {

@@ -221,31 +221,6 @@ public struct RecordBatch: Sendable {
         slots.append(slot)
     }
 
-    /// Appends slot `i` of `other`, whose stores and tables this batch does not share: the
-    /// record's bytes are copied into the arena.
-    public mutating func append(_ i: Int, of other: RecordBatch) {
-        var s = other.slots[i]
-        s.lane = laneIndex(other.lane(i))
-        s.key = other.withBytes(s.key) { store($0) }
-        s.value = other.withBytes(s.value) { store($0) }
-        let headerStart = Int32(headers.count)
-        for h in other.headers[Int(s.headerStart)..<Int(s.headerStart + s.headerCount)] {
-            headers.append(HeaderSlot(name: other.withBytes(h.name) { store($0) }, value: other.withBytes(h.value) { store($0) }))
-        }
-        s.headerStart = headerStart
-        switch s.parse {
-        case .none: break
-        case .fields:
-            let start = Int32(fields.count)
-            fields.append(contentsOf: other.fields[Int(s.fieldStart)..<Int(s.fieldStart + s.fieldCount)])
-            s.fieldStart = start
-        case .tree:
-            s.fieldStart = Int32(trees.count)
-            trees.append(other.trees[Int(other.slots[i].fieldStart)])
-        }
-        slots.append(s)
-    }
-
     /// Appends every record of `other`. Sharing nothing with it, the tables are appended and
     /// the slots renumbered; the bytes stay in `other`'s stores, which this batch now holds too.
     public mutating func append(contentsOf other: RecordBatch) {
@@ -293,21 +268,6 @@ public struct RecordBatch: Sendable {
         headers.append(HeaderSlot(name: store(n), value: store(v)))
         s.headerCount += 1
         slots[i] = s
-    }
-
-    /// Replaces record `i`'s parsed value with `tree`.
-    public mutating func setTree(_ i: Int, _ tree: Value) {
-        slots[i].parse = .tree
-        slots[i].fieldStart = Int32(trees.count)
-        slots[i].fieldCount = 0
-        trees.append(tree)
-    }
-
-    /// Appends indexed fields and returns where they start.
-    mutating func appendFields(_ list: UnsafeBufferPointer<JSONField>) -> Int32 {
-        let start = Int32(fields.count)
-        fields.append(contentsOf: list)
-        return start
     }
 }
 

@@ -555,14 +555,7 @@ struct JSONScanner {
     }
 
     mutating func skipLiteral(_ word: StaticString) throws(JSONError) {
-        let start = pos
-        let n = word.utf8CodeUnitCount
-        let w = word.utf8Start
-        for i in 0..<n {
-            guard start + i < count else { throw endOfInput }
-            guard p[start + i] == w[i] else { throw JSONError(.invalidLiteral, offset: start) }
-        }
-        pos = start + n
+        pos = try JSONParser.matchLiteral(word, p, count: count, at: pos)
     }
 
     // MARK: Containers

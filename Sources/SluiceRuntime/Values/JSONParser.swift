@@ -48,14 +48,20 @@ struct JSONParser {
     }
 
     mutating func parseLiteral(_ word: StaticString) throws(JSONError) {
-        let start = pos
+        pos = try Self.matchLiteral(word, p, count: count, at: pos)
+    }
+
+    /// Checks that `word` (true, false, null) stands at `start` of the `count` bytes at `p`;
+    /// returns the position after it. Shared with the indexing scanner (JSONIndex.swift).
+    @inline(__always)
+    static func matchLiteral(_ word: StaticString, _ p: UnsafePointer<UInt8>, count: Int, at start: Int) throws(JSONError) -> Int {
         let n = word.utf8CodeUnitCount
         let w = word.utf8Start
         for i in 0..<n {
-            guard start + i < count else { throw endOfInput }
+            guard start + i < count else { throw JSONError(.unexpectedEnd, offset: count) }
             guard p[start + i] == w[i] else { throw JSONError(.invalidLiteral, offset: start) }
         }
-        pos = start + n
+        return start + n
     }
 
     mutating func enter() throws(JSONError) {
