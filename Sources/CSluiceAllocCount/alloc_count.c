@@ -5,6 +5,7 @@
 // Swift runtime uses them only for over-aligned objects.
 #include "CSluiceAllocCount.h"
 #include <stdatomic.h>
+#include <malloc.h>
 #include <stddef.h>
 
 extern void *__libc_malloc(size_t size);
@@ -30,4 +31,9 @@ void *realloc(void *pointer, size_t size) {
 
 uint64_t sluice_allocation_count(void) {
     return atomic_load_explicit(&allocations, memory_order_relaxed);
+}
+
+void sluice_keep_large_blocks_in_heap(void) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest threshold glibc accepts on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }

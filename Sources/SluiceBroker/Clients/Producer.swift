@@ -53,8 +53,15 @@ public final class Producer: Sendable {
     let broker: EmbeddedBroker
     private let keyless: KeylessPartitioner
     private let state: Mutex<State>
-    /// Serializes appends per producer so sequence numbers stay in order.
-    private let appendLock = Mutex(())
+    /// Appends to one partition are serialized so its sequence numbers stay in order; appends
+    /// to different partitions (pipeline lanes sharing a sink's producer) run in parallel,
+    /// each sealing (checksumming) its own batch. A partition always maps to the same stripe.
+    private let appendLocks = (0..<Producer.appendStripes).map { _ in AppendStripe() }
+    private static let appendStripes = 16
+
+    private final class AppendStripe: Sendable {
+        let lock = Mutex(())
+    }
 
     struct Pending {
         var builder = RecordBatchBuilder(capacity: 16 * 1024)
@@ -183,7 +190,8 @@ public final class Producer: Sendable {
     /// Stamps producer fields and appends; advances the partition's sequence only on success.
     private func appendBatch(_ builder: inout RecordBatchBuilder, to tp: TopicPartition) throws -> AppendResult {
         let handle = try broker.partition(tp)
-        return try appendLock.withLock { _ in
+        let stripe = appendLocks[(tp.topic.hashValue &+ Int(tp.partition)) & (Producer.appendStripes - 1)]
+        return try stripe.lock.withLock { _ in
             let (pid, epoch, sequence, inTxn, fenced) = state.withLock { s in
                 (s.producerId, s.epoch, s.sequences[tp] ?? 0, s.inTransaction, s.fenced)
             }

@@ -69,9 +69,12 @@ extension CompiledExpression {
     /// allocation per record.
     func select(_ batch: RecordBatch, into output: inout TransformOutput, component: String, what: String) {
         output.out.slots.reserveCapacity(batch.count)
-        for i in 0..<batch.count {
+        // The function, not `self`, goes into the per-record closure: capturing the struct
+        // copied it (four retains and releases) for every record.
+        let test = testFunction
+        batch.forEachContext { i, ctx in
             do {
-                if try batch.withContext(i, { try test($0) }) { output.pass(batch.slots[i]) }
+                if try test(ctx) { output.pass(batch.slots[i]) }
             } catch {
                 output.fail(batch.slots[i], component: component, "\(what): \(expressionMessage(error))")
             }
@@ -144,44 +147,41 @@ struct MapTransform: Transform {
         computed.reserveCapacity(set.count)
         var plan: [OutField] = []
         plan.reserveCapacity(16)
-        for i in 0..<batch.count {
+        let functions = set.map(\.expression.valueFunction)
+        batch.forEachContext { i, ctx in
             var slot = batch.slots[i]
             let isObject = switch slot.parse {
             case .fields: true
-            case .tree: if case .object = batch.trees[Int(slot.fieldStart)] { true } else { false }
+            case .tree: if case .object = ctx.value { true } else { false }
             case .none: false
             }
             guard isObject else {
                 output.fail(slot, component: id, "map needs a JSON object (add a json transform before it)")
-                continue
+                return
             }
             computed.removeAll(keepingCapacity: true)
             do {
-                try batch.withContext(i) { ctx in
-                    for (_, e) in set { computed.append(try e.evaluate(ctx)) }
-                }
+                for f in functions { computed.append(try f(ctx)) }
             } catch {
                 output.fail(slot, component: id, "set: \(expressionMessage(error))")
-                continue
+                return
             }
-            if slot.parse == .fields {
+            if let doc = ctx.document {
                 let inFields = batch.fields[Int(slot.fieldStart)..<Int(slot.fieldStart + slot.fieldCount)]
                 if !inFields.contains(where: \.keyEscaped) {
                     let start = text.count, fieldStart = fields.count
-                    batch.withBytes(slot.value) { bytes in
-                        splice(bytes!, inFields, computed, &plan, into: &text, fields: &fields)
-                    }
+                    splice(doc.bytes, inFields, computed, &plan, into: &text, fields: &fields)
                     slot.value = ByteSpan(store: Int32(a), start: Int32(start), count: Int32(text.count - start))
                     slot.fieldStart = Int32(fieldStart)
                     slot.fieldCount = Int32(fields.count - fieldStart)
                     output.pass(slot)
-                    continue
+                    return
                 }
             }
             // The tree path: a value parsed as a tree, or keys with escapes.
-            guard case .object(var object)? = batch.parsed(i) else {
+            guard case .object(var object) = ctx.document?.tree ?? ctx.value else {
                 output.fail(slot, component: id, "map needs a JSON object (add a json transform before it)")
-                continue
+                return
             }
             for (j, (name, _)) in set.enumerated() { object[name] = computed[j] }
             for name in remove { object[name] = nil }
@@ -353,10 +353,11 @@ struct KeyTransform: Transform {
     let key: CompiledExpression
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         output.out.slots.reserveCapacity(batch.count)
+        let evaluate = key.valueFunction
         for i in 0..<batch.count {
             var slot = batch.slots[i]
             do {
-                let v = try batch.withContext(i) { try key.evaluate($0) }
+                let v = try batch.withContext(i) { try evaluate($0) }
                 slot.key = Self.store(v, in: &output.out)
                 output.pass(slot)
             } catch {
@@ -388,10 +389,11 @@ struct RouteTransform: Transform {
     let id: String
     let routes: [(name: String, expression: CompiledExpression)]
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
+        let tests = routes.map { ($0.name, $0.expression.testFunction) }
         for i in 0..<batch.count {
             do {
                 let name: String = try batch.withContext(i) { ctx in
-                    for (name, e) in routes where try e.test(ctx) { return name }
+                    for (name, test) in tests where try test(ctx) { return name }
                     return "default"
                 }
                 output.route(name, batch.slots[i])

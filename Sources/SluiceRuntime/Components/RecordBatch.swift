@@ -274,18 +274,74 @@ public struct RecordBatch: Sendable {
 // MARK: Expression contexts over a batch
 
 extension RecordBatch {
+    /// Calls `body` with the index and expression context of every record, in order. One
+    /// context serves the whole batch: per record only its plain fields (positions, offset,
+    /// timestamp) change, and the topic, headers and tree only when they differ from the
+    /// previous record's, so a batch of plain JSON records costs no reference counting per
+    /// record (`withContext` builds and destroys a context for each call).
+    public func forEachContext(_ body: (Int, EvalContext) -> Void) {
+        var ctx = EvalContext(document: nil, value: .null, rawKey: nil, lane: SourceLane(topic: nil, partition: -1), offset: -1, timestamp: 0, headers: [])
+        var lane: Int32 = -1
+        var hasHeaders = false
+        var hasTree = false
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        fields.withUnsafeBufferPointer { f in
+            for i in 0..<slots.count {
+                let s = slots[i]
+                if s.lane != lane && !lanes.isEmpty {
+                    lane = s.lane
+                    let l = lanes[Int(lane)]
+                    ctx.topic = l.topic
+                    ctx.partition = l.partition
+                }
+                ctx.offset = s.offset
+                ctx.timestamp = s.timestamp
+                if s.headerCount > 0 {
+                    ctx.headers = headerList(s)
+                    hasHeaders = true
+                } else if hasHeaders {
+                    ctx.headers = []
+                    hasHeaders = false
+                }
+                if s.parse == .tree {
+                    ctx.value = trees[Int(s.fieldStart)]
+                    hasTree = true
+                } else if hasTree {
+                    ctx.value = .null
+                    hasTree = false
+                }
+                withBytes(s.key) { key in
+                    ctx.rawKey = key
+                    if s.parse == .fields {
+                        withBytes(s.value) { bytes in
+                            ctx.document = JSONDocument(bytes: bytes ?? empty, fields: UnsafeBufferPointer(rebasing: f[Int(s.fieldStart)..<Int(s.fieldStart + s.fieldCount)]))
+                            body(i, ctx)
+                        }
+                    } else {
+                        ctx.document = nil
+                        body(i, ctx)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A record's headers as the owned list expressions read.
+    private func headerList(_ s: RecordSlot) -> [(String, [UInt8]?)] {
+        var list: [(String, [UInt8]?)] = []
+        list.reserveCapacity(Int(s.headerCount))
+        for h in headers[Int(s.headerStart)..<Int(s.headerStart + s.headerCount)] {
+            list.append((withBytes(h.name) { $0.map { String(decoding: $0, as: UTF8.self) } ?? "" }, bytes(h.value)))
+        }
+        return list
+    }
+
     /// Calls `body` with the expression context of record `i`: fields are read straight from
     /// the value's bytes, the key and headers decoded only when an expression asks.
     public func withContext<R>(_ i: Int, _ body: (EvalContext) throws -> R) rethrows -> R {
         let s = slots[i]
         let lane = lanes.isEmpty ? SourceLane(topic: nil, partition: -1) : lanes[Int(s.lane)]
-        var headerList: [(String, [UInt8]?)] = []
-        if s.headerCount > 0 {
-            headerList.reserveCapacity(Int(s.headerCount))
-            for h in headers[Int(s.headerStart)..<Int(s.headerStart + s.headerCount)] {
-                headerList.append((withBytes(h.name) { $0.map { String(decoding: $0, as: UTF8.self) } ?? "" }, bytes(h.value)))
-            }
-        }
+        let headerList = s.headerCount > 0 ? headerList(s) : []
         return try withBytes(s.key) { key in
             switch s.parse {
             case .fields:

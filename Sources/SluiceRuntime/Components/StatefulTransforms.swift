@@ -127,8 +127,9 @@ final class DedupeTransform: Transform {
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         var keys: [Value?] = []
         keys.reserveCapacity(batch.count)
+        let evaluate = key.valueFunction
         for i in 0..<batch.count {
-            do { keys.append(try batch.withContext(i) { try key.evaluate($0) }) } catch {
+            do { keys.append(try batch.withContext(i) { try evaluate($0) }) } catch {
                 keys.append(nil)
                 output.fail(batch.slots[i], component: id, "key: \(expressionMessage(error))")
             }

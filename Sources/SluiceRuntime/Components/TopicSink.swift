@@ -41,12 +41,13 @@ final class TopicSink: Sink {
         var valueBytes = 0
         for s in batch.slots { valueBytes += max(0, Int(s.value.count)) + max(0, Int(s.key.count)) }
         let capacity = valueBytes / Int(max(1, count)) + batch.count * 24 / Int(max(1, count)) + 256
+        let evaluateKey = key?.valueFunction
         for i in 0..<batch.count {
             let s = batch.slots[i]
             if s.offset < skipBelow && s.lane == txnLane { continue }
             var computedKey: [UInt8]?
-            if let key {
-                do { computedKey = KeyTransform.bytes(try batch.withContext(i) { try key.evaluate($0) }) } catch {
+            if let evaluateKey {
+                do { computedKey = KeyTransform.bytes(try batch.withContext(i) { try evaluateKey($0) }) } catch {
                     let lane = batch.lane(i)
                     throw ComponentError(component: id, "key: \(expressionMessage(error)) (record \(lane.topic ?? "-")/\(lane.partition)@\(s.offset))")
                 }

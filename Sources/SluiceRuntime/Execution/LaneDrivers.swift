@@ -66,9 +66,9 @@ struct AtLeastOnceDriver: Sendable {
         let topic = try TopicName(settings.topic)
         let config = source.consumerConfig()
         let graph = source.graph, broker = source.broker, logger = source.logger, options = source.options
-        // The commit of one poll (flush every sink, then commit its offsets) runs while the
-        // next poll is processed; at most one is outstanding, and a revoke waits for it.
-        let inFlight = CommitSlot()
+        // Commits (flush every sink, then commit the offsets) run while the next polls are
+        // processed; a revoke waits for them.
+        let inFlight = Committer()
         // Records a buffering transform holds for a lane that moves away are dropped here;
         // their offsets were never committed, so the new owner processes them.
         let moved: @Sendable ([TopicPartition]) async -> Void = { parts in
@@ -78,6 +78,16 @@ struct AtLeastOnceDriver: Sendable {
         let listener = RebalanceListener(revoked: moved, lost: moved)
         let consumer = Consumer(broker: broker, config: config, listener: listener, logger: logger)
         try consumer.subscribe([topic])
+        let commit: @Sendable ([TopicPartition: Int64]) async throws -> Void = { offsets in
+            // Offsets are committed only once every sink made what it accepted durable.
+            try await graph.flushSinks()
+            do {
+                try await consumer.commitSync(offsets)
+            } catch let e as BrokerError where [.rebalanceInProgress, .illegalGeneration, .unknownMemberId, .fencedInstanceId].contains(e.code) {
+                // The partitions moved: their new owner re-reads from the last commit (at-least-once).
+                logger.info("commit skipped after a rebalance: \(e.message)")
+            }
+        }
         // Next offset processed per lane, and what was last handed to a commit.
         var processed: [TopicPartition: Int64] = [:]
         var committed: [TopicPartition: Int64] = [:]
@@ -121,19 +131,7 @@ struct AtLeastOnceDriver: Sendable {
                         continue
                     }
                 }
-                try await inFlight.wait()
-                let logger = source.logger
-                let toCommit = commits
-                inFlight.start {
-                    // Offsets are committed only once every sink made what it accepted durable.
-                    try await graph.flushSinks()
-                    do {
-                        try await consumer.commitSync(toCommit)
-                    } catch let e as BrokerError where [.rebalanceInProgress, .illegalGeneration, .unknownMemberId, .fencedInstanceId].contains(e.code) {
-                        // The partitions moved: their new owner re-reads from the last commit (at-least-once).
-                        logger.info("commit skipped after a rebalance: \(e.message)")
-                    }
-                }
+                try await inFlight.submit(commits, commit: commit)
                 if finished { break }
             }
             try await inFlight.wait()
@@ -267,21 +265,68 @@ struct ExactlyOnceDriver: Sendable {
     }
 }
 
-/// The one outstanding flush-and-commit of a topic source.
-final class CommitSlot: Sendable {
-    private let task = Mutex<Task<Void, any Error>?>(nil)
+/// The flush-and-commit of a topic source's processed offsets, off the lane's path. Offsets
+/// handed in while a commit runs are merged and committed together by the next one, so a
+/// lane never waits for a group commit (a sink's or the offsets topic's, up to the flush
+/// interval each) before it processes its next poll. Every commit first flushes every sink:
+/// the offsets it commits belong to polls whose records the sinks had already accepted.
+final class Committer: Sendable {
+    typealias Commit = @Sendable ([TopicPartition: Int64]) async throws -> Void
+    private struct State {
+        var pending: [TopicPartition: Int64] = [:]
+        /// Polls merged into `pending`.
+        var pendingPolls = 0
+        var running: Task<Void, Never>?
+        var failure: (any Error)?
+    }
+    private let state = Mutex(State())
 
-    func start(_ body: @escaping @Sendable () async throws -> Void) {
-        task.withLock { $0 = Task { try await body() } }
+    /// Polls a lane may run ahead of the commit in progress before it waits: what bounds the
+    /// records processed again after a crash.
+    static let maxPendingPolls = 64
+
+    /// Queues one poll's `offsets` for `commit` (which flushes the sinks and commits the
+    /// offsets it is given; later offsets of a partition replace earlier ones). Returns at
+    /// once unless `maxPendingPolls` polls already wait; throws the failure of an earlier
+    /// commit.
+    func submit(_ offsets: [TopicPartition: Int64], commit: @escaping Commit) async throws {
+        while let running = state.withLock({ $0.pendingPolls >= Self.maxPendingPolls ? $0.running : nil }) {
+            await running.value
+        }
+        try state.withLock { s in
+            if let failure = s.failure { throw failure }
+            s.pending.merge(offsets) { _, new in new }
+            s.pendingPolls += 1
+            if s.running == nil { s.running = Task { await self.drain(commit) } }
+        }
     }
 
-    /// Waits for the outstanding commit; rethrows its failure.
+    private func drain(_ commit: Commit) async {
+        while true {
+            let next = state.withLock { s -> [TopicPartition: Int64]? in
+                guard !s.pending.isEmpty, s.failure == nil else {
+                    s.running = nil
+                    return nil
+                }
+                defer {
+                    s.pending = [:]
+                    s.pendingPolls = 0
+                }
+                return s.pending
+            }
+            guard let next else { return }
+            do { try await commit(next) } catch { state.withLock { $0.failure = error } }
+        }
+    }
+
+    /// Waits until everything submitted is committed; rethrows a commit's failure.
     func wait() async throws {
-        let t = task.withLock { t -> Task<Void, any Error>? in defer { t = nil }; return t }
-        try await t?.value
+        while let running = state.withLock({ $0.running }) { await running.value }
+        if let failure = state.withLock({ $0.failure }) { throw failure }
     }
 
-    /// Waits for the outstanding commit, ignoring its failure (used while partitions move).
+    /// Waits until everything submitted is committed or failed, ignoring the failure (used
+    /// while partitions move).
     func settle() async {
         try? await wait()
     }
