@@ -14,3 +14,6 @@ func emit(_ line: String) {
     let bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
+
+/// The median of the runs of a measurement (the upper middle one for an even count).
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }

@@ -82,11 +82,10 @@ struct BrokerBench: AsyncParsableCommand {
             }
             rates.append(Double(seen) / (Double(monotonicNanos() - t0) / 1e9))
         }
-        return (append, Self.median(rates))
+        return (append, median(rates))
     }
 
     static let readRuns = 5
-    static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
     private func throughput(_ broker: EmbeddedBroker, raw: (append: Double, read: Double)) async throws {
         let topic = try broker.createTopic("bench", partitions: partitions)
@@ -151,7 +150,7 @@ struct BrokerBench: AsyncParsableCommand {
             rates.append(Double(seen) / (Double(monotonicNanos() - t0) / 1e9))
             await backlog.close()
         }
-        let rate = Self.median(rates)
+        let rate = median(rates)
         emit(String(format: "group consumer reading the backlog (decode every record): %.0f records/s, %.1f MB/s (median of %d reads of %d records; runs %@); %.2f× the bare log", rate, rate * Double(lastBytes) / Double(total) / 1e6, Self.readRuns, total, rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), rate / raw.read))
     }
 

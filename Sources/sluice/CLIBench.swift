@@ -68,8 +68,6 @@ struct CLIBench: ParsableCommand {
         emit(String(format: "median: dd %.3f s, sluice produce %.3f s (%.0f records/s, %.2f× dd's time; target ≤ 3×), sluice consume %.3f s (%.0f records/s; target ≥ 2,000,000)",
                     d, p, Double(records) / p, p / d, c, Double(records) / c))
     }
-
-    private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 }
 
 /// A child process run to completion with posix_spawn, its CPU times taken from wait4.

@@ -91,7 +91,7 @@ struct PipelineBench: AsyncParsableCommand {
             allocations = max(allocations, r.allocationsPerRecord)
         }
         let text = rates.map { String(format: "%.0f", $0) }.joined(separator: ", ")
-        return (rates.sorted()[rates.count / 2], text, written, allocations)
+        return (median(rates), text, written, allocations)
     }
 
     /// Runs the job over the whole input with its own group and output topic; returns its rate.

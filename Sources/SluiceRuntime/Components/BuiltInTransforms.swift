@@ -69,9 +69,6 @@ extension CompiledExpression {
     /// allocation per record.
     func select(_ batch: RecordBatch, into output: inout TransformOutput, component: String, what: String) {
         output.out.slots.reserveCapacity(batch.count)
-        // The function, not `self`, goes into the per-record closure: capturing the struct
-        // copied it (four retains and releases) for every record.
-        let test = testFunction
         batch.forEachContext { i, ctx in
             do {
                 if try test(ctx) { output.pass(batch.slots[i]) }
@@ -147,6 +144,8 @@ struct MapTransform: Transform {
         computed.reserveCapacity(set.count)
         var plan: [OutField] = []
         plan.reserveCapacity(16)
+        // The functions alone: walking `set` per record would copy each (name, expression)
+        // pair, four retains and releases.
         let functions = set.map(\.expression.valueFunction)
         batch.forEachContext { i, ctx in
             var slot = batch.slots[i]
@@ -353,12 +352,10 @@ struct KeyTransform: Transform {
     let key: CompiledExpression
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         output.out.slots.reserveCapacity(batch.count)
-        let evaluate = key.valueFunction
-        for i in 0..<batch.count {
+        batch.forEachContext { i, ctx in
             var slot = batch.slots[i]
             do {
-                let v = try batch.withContext(i) { try evaluate($0) }
-                slot.key = Self.store(v, in: &output.out)
+                slot.key = Self.store(try key.evaluate(ctx), in: &output.out)
                 output.pass(slot)
             } catch {
                 output.fail(slot, component: id, "key: \(expressionMessage(error))")
@@ -389,14 +386,9 @@ struct RouteTransform: Transform {
     let id: String
     let routes: [(name: String, expression: CompiledExpression)]
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
-        let tests = routes.map { ($0.name, $0.expression.testFunction) }
-        for i in 0..<batch.count {
+        batch.forEachContext { i, ctx in
             do {
-                let name: String = try batch.withContext(i) { ctx in
-                    for (name, test) in tests where try test(ctx) { return name }
-                    return "default"
-                }
-                output.route(name, batch.slots[i])
+                output.route(try routes.first { try $0.expression.test(ctx) }?.name ?? "default", batch.slots[i])
             } catch {
                 output.fail(batch.slots[i], component: id, "route: \(expressionMessage(error))")
             }

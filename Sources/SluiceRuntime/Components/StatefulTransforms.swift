@@ -127,9 +127,8 @@ final class DedupeTransform: Transform {
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws {
         var keys: [Value?] = []
         keys.reserveCapacity(batch.count)
-        let evaluate = key.valueFunction
-        for i in 0..<batch.count {
-            do { keys.append(try batch.withContext(i) { try evaluate($0) }) } catch {
+        batch.forEachContext { i, ctx in
+            do { keys.append(try key.evaluate(ctx)) } catch {
                 keys.append(nil)
                 output.fail(batch.slots[i], component: id, "key: \(expressionMessage(error))")
             }
