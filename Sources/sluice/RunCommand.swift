@@ -25,9 +25,10 @@ func pipelineFiles(_ paths: [String]) throws -> [String] {
     return out
 }
 
-/// Loads every file, collecting every file's diagnostics before failing.
-func loadPipelines(_ files: [String]) throws -> [Pipeline] {
-    let loader = PipelineLoader()
+/// Loads every file, collecting every file's diagnostics before failing. Component types
+/// come from `registry` (built-ins and the plugins found).
+func loadPipelines(_ files: [String], registry: ComponentRegistry) throws -> [Pipeline] {
+    let loader = PipelineLoader(registry: registry)
     var pipelines: [Pipeline] = []
     var diagnostics: [Diagnostic] = []
     for f in files {
@@ -40,11 +41,12 @@ func loadPipelines(_ files: [String]) throws -> [Pipeline] {
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check pipeline files; every problem is printed as file:line:column.")
+    @OptionGroup var plugins: PluginOptions
     @Argument(help: "Pipeline files or directories.") var files: [String]
 
     func run() throws {
         let list = try pipelineFiles(files)
-        let pipelines = try loadPipelines(list)
+        let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
         let components = pipelines.reduce(0) { $0 + $1.nodes.count }
         print("ok: \(pipelines.count) pipeline\(pipelines.count == 1 ? "" : "s"), \(components) components")
     }
@@ -54,12 +56,15 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run pipelines until stopped (SIGINT/SIGTERM: finish the batch, commit, leave, exit 0) or until bounded sources end.")
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var plugins: PluginOptions
     @Argument(help: "Pipeline files or directories.") var files: [String]
     @Flag(help: "Stop topic sources once they have caught up with their partitions' ends.") var drain = false
     @Flag(help: "Print nothing but errors.") var quiet = false
 
     func run() async throws {
-        let pipelines = try loadPipelines(try pipelineFiles(files))
+        global.bootstrapLogging()
+        let list = try pipelineFiles(files)
+        let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
         if let remote = pipelines.first(where: { $0.broker != "embedded" }) {
             throw CLIError.user("\(remote.file): broker \(remote.broker) is not supported yet; only the embedded broker is available in this version")
         }
@@ -121,9 +126,11 @@ struct Run: AsyncParsableCommand {
 struct Components: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the component types, or print their reference (--markdown).")
     @Flag(help: "Print the full reference in Markdown (docs/components.md).") var markdown = false
+    @Flag(help: "Also list the plugins found (--plugins, ./plugins, $SLUICE_PLUGINS).") var withPlugins = false
+    @OptionGroup var plugins: PluginOptions
 
     func run() throws {
-        let registry = ComponentRegistry.builtIns()
+        let registry = withPlugins ? plugins.registry() : ComponentRegistry.builtIns()
         if markdown {
             print(registry.markdownReference(), terminator: "")
             return
@@ -138,12 +145,15 @@ struct TestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Run the pipelines' test cases (tests: in the file, or NAME.test.yaml beside it) on a throw-away broker.")
+    @OptionGroup var plugins: PluginOptions
     @Argument(help: "Pipeline files or directories.") var files: [String]
 
     func run() async throws {
-        LoggingBootstrap.once(level: .error)
-        let pipelines = try loadPipelines(try pipelineFiles(files))
-        let loader = PipelineLoader()
+        LoggingBootstrap.once(level: .warning)
+        let list = try pipelineFiles(files)
+        let registry = plugins.registry(besides: list)
+        let pipelines = try loadPipelines(list, registry: registry)
+        let loader = PipelineLoader(registry: registry)
         var passed = 0, failed = 0
         for p in pipelines {
             let cases = try loader.tests(for: p)

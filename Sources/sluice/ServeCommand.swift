@@ -12,6 +12,7 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the embedded broker to Kafka clients (kcat, librdkafka, kafka-python, Java) and run pipeline files beside it until SIGINT/SIGTERM.")
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var plugins: PluginOptions
     @Option(help: "host:port of the Kafka listener.") var kafka: String = "127.0.0.1:9092"
     @Option(help: "host:port advertised to clients in Metadata (default: the listen address).") var advertise: String?
     @Option(name: .customLong("max-request"), help: "Largest request accepted, e.g. 100MiB; larger frames close the connection.") var maxRequest: String = "100MiB"
@@ -23,7 +24,8 @@ struct Serve: AsyncParsableCommand {
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
-        let pipelines = try loadPipelines(try pipelineFiles(files))
+        let list = try pipelineFiles(files)
+        let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
         let (host, port) = try Self.hostPort(kafka, "--kafka")
         let (adHost, adPort) = try advertise.map { try Self.hostPort($0, "--advertise") } ?? (host, port)
         guard let maxBytes = Durations.bytes(maxRequest), maxBytes > 0 else { throw CLIError.user("--max-request '\(maxRequest)' is not a size such as 100MiB") }

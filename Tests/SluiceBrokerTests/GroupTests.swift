@@ -86,7 +86,7 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
             return s.byMember.values.allSatisfy { $0.count == 2 } && s.byMember.values.reduce(Set()) { $0.union($1) } == all
         }
         #expect(balanced, "three members should split six partitions two each")
-        let before = await assignedPartitions(t.broker, group: "g")!
+        let before = try #require(await assignedPartitions(t.broker, group: "g"))
         let cMember = c.consumer.memberId
         let cGeneration = c.consumer.generation
         let cPartitions = c.consumer.assignment

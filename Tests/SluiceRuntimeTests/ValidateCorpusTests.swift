@@ -47,8 +47,12 @@ enum Corpus {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pipelines").path
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") && !$0.contains(".test.") }
         #expect(files.count >= 3)
+        // pipelines/plugins.yaml uses the plugins in plugins/, found as `sluice validate` finds them.
+        let registry = ComponentRegistry.builtIns()
+        let catalog = PluginCatalog.discover(in: [dir + "/../plugins"])
+        #expect((catalog.problems + catalog.register(in: registry)).isEmpty)
         for f in files {
-            let p = try PipelineLoader(environment: [:]).load(file: dir + "/" + f)
+            let p = try PipelineLoader(registry: registry, environment: [:]).load(file: dir + "/" + f)
             #expect(!p.nodes.isEmpty)
         }
     }

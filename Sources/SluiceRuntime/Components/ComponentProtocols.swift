@@ -105,6 +105,13 @@ public struct TransformOutput: Sendable {
 public protocol Transform: Sendable {
     /// Processes a batch, in order; `context` says which lane it belongs to.
     func process(_ batch: RecordBatch, into output: inout TransformOutput, context: LaneContext) async throws
+    /// Releases what the transform holds outside the process (plugin processes); called
+    /// once when the pipeline stops.
+    func close() async
+}
+
+extension Transform {
+    public func close() async {}
 }
 
 public protocol Sink: Sendable {

@@ -30,7 +30,7 @@ public enum FieldKind: Sendable, Hashable {
     /// name → string, in file order.
     case stringMap
 
-    var noun: String {
+    public var noun: String {
         switch self {
         case .string, .topic: "a string"
         case .int: "an integer"

@@ -149,4 +149,11 @@ struct Graph: Sendable {
             }
         }
     }
+
+    /// Stops what transforms hold outside the process (plugin processes).
+    func closeTransforms() async {
+        for (_, component) in built {
+            if case .transform(let t) = component { await t.close() }
+        }
+    }
 }

@@ -47,11 +47,11 @@ public final class PipelineRunner: Sendable {
     /// sources and sinks for in-memory ones).
     let overrides: [String: BuiltComponent]
 
-    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry = .builtIns(), options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
+    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry? = nil, options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
         self.overrides = overrides
         self.pipeline = pipeline
         self.broker = broker
-        self.registry = registry
+        self.registry = registry ?? pipeline.registry
         self.options = options
         self.logger = logger
     }
@@ -106,9 +106,11 @@ public final class PipelineRunner: Sendable {
             }
         } catch {
             await graph.closeSinks(logger)
+            await graph.closeTransforms()
             throw error
         }
         await graph.closeSinks(logger)
+        await graph.closeTransforms()
     }
 
     private func createTopics() throws {

@@ -32,10 +32,10 @@ final class CaptureSink: Sink {
 }
 
 public enum PipelineTestRunner {
-    public static func run(_ pipeline: Pipeline, cases: [PipelineTestCase], registry: ComponentRegistry = .builtIns()) async -> [PipelineTestResult] {
+    public static func run(_ pipeline: Pipeline, cases: [PipelineTestCase], registry: ComponentRegistry? = nil) async -> [PipelineTestResult] {
         var results: [PipelineTestResult] = []
         for c in cases {
-            results.append(await run(pipeline, c, registry: registry))
+            results.append(await run(pipeline, c, registry: registry ?? pipeline.registry))
         }
         return results
     }

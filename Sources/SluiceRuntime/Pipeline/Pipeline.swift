@@ -41,6 +41,9 @@ public struct Pipeline: Sendable {
     public var topics: [TopicDeclaration]
     /// Sources first, then transforms in dependency order, then sinks.
     public var nodes: [ComponentNode]
+    /// The registry the file was validated against; the runner builds from the same one, so
+    /// a type that validated is a type that runs.
+    public var registry: ComponentRegistry
 
     public func node(_ id: String) -> ComponentNode? { nodes.first { $0.id == id } }
     public var sources: [ComponentNode] { nodes.filter { $0.kind == .source } }

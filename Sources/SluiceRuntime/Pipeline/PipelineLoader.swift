@@ -186,7 +186,7 @@ struct LoadContext {
             nodes[i].inputPositions = kept.map(\.1)
         }
         let ordered = checkGraph(nodes)
-        return Pipeline(name: name, file: file, broker: broker, guarantee: guarantee, topics: topics, nodes: ordered)
+        return Pipeline(name: name, file: file, broker: broker, guarantee: guarantee, topics: topics, nodes: ordered, registry: registry)
     }
 
     static func isKafkaURL(_ s: String) -> Bool {
