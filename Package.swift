@@ -45,9 +45,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The component API: records and batches, the Source/Transform/Sink protocols, field
+        // specs, the registry, values and the expression language. No broker, no NIO.
+        .target(
+            name: "SluiceComponents",
+            dependencies: ["SluiceLog"]
+        ),
         .target(
             name: "SluiceRuntime",
             dependencies: [
+                "SluiceComponents",
                 "SluiceBroker",
                 "SluiceLog",
                 .product(name: "Yams", package: "Yams"),

@@ -56,6 +56,27 @@ import Testing
         #expect(run.stdoutLines == (0..<5).map { "{\"n\": \($0)}" }, "\(run.stdout)")
     }
 
+    @Test func whatAPluginWritesToStderrGoesToTheLogWithItsName() throws {
+        let dir = plugins + "/chatty"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "name: chatty\nkind: transform\nruntime: process\nentry: python3 chatty.py\n".write(toFile: dir + "/plugin.yaml", atomically: true, encoding: .utf8)
+        try """
+        import json, sys
+        for line in sys.stdin:
+            m = json.loads(line)
+            if m["type"] == "configure":
+                print("warming up the cache", file=sys.stderr, flush=True)
+                print(json.dumps({"type": "ready"}), flush=True); continue
+            print(json.dumps({"type": "result", "id": m["id"], "results": [[{}] for r in m["records"]]}), flush=True)
+        """.write(toFile: dir + "/chatty.py", atomically: true, encoding: .utf8)
+        let pipeline = scratch.path + "/chatty.yaml"
+        try "name: chatty\nsources:\n  g: { type: generator, count: 2, template: x }\ntransforms:\n  c: { type: chatty, inputs: [g] }\nsinks:\n  out: { type: stdout, inputs: [c] }\n".write(toFile: pipeline, atomically: true, encoding: .utf8)
+        let r = try Sluice.run(["run", "--quiet", "--plugins", plugins, pipeline], data: scratch.path + "/data")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdoutLines == ["x", "x"])
+        #expect(r.stderr.split(separator: "\n").contains { $0.contains("warming up the cache") && $0.contains("plugin=chatty") }, "\(r.stderr)")
+    }
+
     @Test func describeListsThePluginsFieldsAndSluicesOwn() throws {
         let r = try Sluice.run(["plugin", "describe", "mask-pii", "--plugins", PipelineCLITests.repo + "/plugins"])
         #expect(r.status == 0, "\(r.stderr)")

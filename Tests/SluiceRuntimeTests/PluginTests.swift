@@ -241,6 +241,53 @@ fields:
         }
     }
 
+    @Test func instancesSplitThePartitionsAndKeepEachPartitionsOrder() async throws {
+        try await withBroker { broker, dir in
+            // Each output value says which instance (process) handled the record.
+            let tagger = """
+            import json, os, sys
+            me = int(os.environ["SLUICE_PLUGIN_INSTANCE"])
+            for line in sys.stdin:
+                m = json.loads(line)
+                if m["type"] == "configure":
+                    print(json.dumps({"type": "ready"}), flush=True); continue
+                out = [[{"value": json.dumps({"id": json.loads(r["value"])["id"], "instance": me, "partition": m["partition"]})}] for r in m["records"]]
+                print(json.dumps({"type": "result", "id": m["id"], "results": out}), flush=True)
+            """
+            try plugin(dir, "tagger", manifest: "name: tagger\nkind: transform\nruntime: process\nentry: python3 tagger.py\n", files: ["tagger.py": tagger])
+            try await input(broker, partitions: 4, count: 2000)
+            let text = """
+            name: split
+            topics:
+              input: { partitions: 4 }
+            sources:
+              in: { type: topic, topic: input, batch_records: 50, fetch_bytes: 4KiB }
+            transforms:
+              t: { type: tagger, inputs: [in], instances: 2 }
+            sinks:
+              out: { type: file, inputs: [t], path: \(dir)/out.jsonl }
+            """
+            let pipeline = try PipelineLoader(registry: try registry([dir]), environment: [:]).load(text: text, file: "split.yaml")
+            try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run()
+            let lines = try String(contentsOfFile: dir + "/out.jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 2000)
+            var idsOf: [Int: [Int]] = [:], instancesOf: [Int: Set<Int>] = [:]
+            for line in lines {
+                let v = try JSON.parse(String(line))
+                let id = Int(v["id"]!.asInt!), partition = Int(v["partition"]!.asInt!)
+                #expect(partition == id % 4)
+                idsOf[partition, default: []].append(id)
+                instancesOf[partition, default: []].insert(Int(v["instance"]!.asInt!))
+            }
+            for p in 0..<4 {
+                // Partition p held ids p, p+4, ... and they come out in that order, all from
+                // one process: instance p mod 2.
+                #expect(idsOf[p] == Array(stride(from: p, to: 2000, by: 4)))
+                #expect(instancesOf[p] == [p % 2])
+            }
+        }
+    }
+
     @Test func processSourceAndSinkPluginsMoveEveryRecord() async throws {
         try await withBroker { broker, dir in
             let text = """

@@ -4,6 +4,15 @@ import Logging
 import SluiceBroker
 import SluiceLog
 
+extension ComponentRegistry {
+    /// A registry with every built-in component.
+    public static func builtIns() -> ComponentRegistry {
+        let r = ComponentRegistry()
+        for spec in BuiltInComponents.all { r.register(spec) }
+        return r
+    }
+}
+
 public enum BuiltInComponents {
     static let batchField = FieldSpec("batch_records", .int, default: "1000", "Most records per batch handed downstream.")
 
@@ -95,7 +104,7 @@ public enum BuiltInComponents {
             let window = config.milliseconds("window"), count = config.int("count")
             guard window != nil || count != nil else { throw ComponentError(component: config.id, "dedupe needs a window, a count, or both") }
             var changelog: (broker: EmbeddedBroker, topic: TopicName)?
-            if context.guarantee == .exactlyOnce, let broker = context.broker {
+            if context.guarantee == .exactlyOnce, let broker = (context.services as? BrokerServices)?.broker {
                 let name = try TopicName("\(config.pipelineName).\(config.id).changelog")
                 if !broker.topics.exists(name) {
                     do { try broker.topics.create(name, config: TopicConfig(partitions: 1, retentionMs: window.map { max($0 * 2, 60_000) } ?? -1)) } catch let e as BrokerError where e.code == .topicExists {}
@@ -135,7 +144,7 @@ public enum BuiltInComponents {
             FieldSpec("key", .expression, "The key, from an expression; defaults to the record's key."),
             FieldSpec("partition", .int, "Write every record to this partition (default: by key, as Kafka does)."),
         ], exactlyOnceCapable: true, capabilities: .transactionalEffects) { config, context in
-            guard let broker = context.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
+            guard let broker = (context.services as? BrokerServices)?.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
             let topic = try TopicName(config.string("topic")!)
             return .sink(TopicSink(id: config.id, broker: broker, producer: try await Producer(broker: broker), topic: topic, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
         },

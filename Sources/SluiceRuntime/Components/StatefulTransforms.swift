@@ -171,7 +171,7 @@ final class DedupeTransform: Transform {
                 entry["o"] = .int(o.offset)
                 builder.append(key: JSON.serialize(k), value: JSON.serialize(.object(entry)), timestamp: now, headers: [])
             }
-            _ = try await txn.producer.send(&builder, to: TopicPartition(topic, 0))
+            try await txn.producer.send(&builder, topic: topic.description, partition: 0)
         }
         output.out.slots.reserveCapacity(output.out.count + batch.count)
         for (i, k) in keep.enumerated() where k { output.pass(batch.slots[i]) }

@@ -29,7 +29,8 @@ final class TopicSink: Sink {
     func write(_ batch: RecordBatch, context: LaneContext) async throws {
         guard !batch.isEmpty else { return }
         let txn = context.transaction
-        let producer = txn?.producer ?? self.producer
+        let producer = (txn?.producer as? ProducerOutput)?.producer ?? self.producer
+        if let txn, !(txn.producer is ProducerOutput) { throw ComponentError(component: id, "the lane's transaction does not write through this broker") }
         let count = try broker.partitionCount(topic)
         if let partition, partition >= count { throw ComponentError(component: id, "topic '\(topic)' has no partition \(partition)") }
         let keyless = sticky.withLock { p -> Int32 in defer { p = (p + 1) % max(count, 1) }; return p % max(count, 1) }

@@ -24,8 +24,8 @@ struct TopicSourceRun: Sendable {
     func consumerConfig() -> ConsumerConfig {
         var config = ConsumerConfig(groupId: settings.group)
         config.clientId = "\(pipelineName).\(id)"
-        config.autoOffsetReset = settings.start
-        config.isolation = settings.isolation
+        config.autoOffsetReset = settings.start == .latest ? .latest : .earliest
+        config.isolation = settings.isolation == .readCommitted ? .readCommitted : .readUncommitted
         config.heartbeatIntervalMs = 500
         config.maxPartitionFetchBytes = max(1024, settings.fetchBytes)
         config.maxPollBytes = max(1024, settings.fetchBytes) * 4
@@ -243,7 +243,7 @@ struct ExactlyOnceDriver: Sendable {
                 try await producer.commitTransaction()
             }
             try producer.beginTransaction()
-            let transaction = LaneTransaction(lane: lane, producer: producer, committedBelow: state.committedBelow)
+            let transaction = LaneTransaction(lane: lane, producer: ProducerOutput(producer: producer), committedBelow: state.committedBelow)
             try await source.process(part, context: LaneContext(lane: lane, transaction: transaction))
             for sink in external { try await sink.commit(lane, next: next) }
             if !source.options.faults.commitOffsetsFirst {

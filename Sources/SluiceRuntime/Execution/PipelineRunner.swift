@@ -127,7 +127,7 @@ public final class PipelineRunner: Sendable {
     }
 
     private func buildGraph() async throws -> Graph {
-        let context = BuildContext(broker: broker, guarantee: pipeline.guarantee, pipelineName: pipeline.name)
+        let context = BuildContext(services: BrokerServices(broker: broker), guarantee: pipeline.guarantee, pipelineName: pipeline.name)
         var built: [String: BuiltComponent] = [:]
         var specs: [String: ComponentSpec] = [:]
         for node in pipeline.nodes {

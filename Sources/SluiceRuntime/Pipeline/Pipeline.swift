@@ -1,10 +1,6 @@
 // The validated form of a pipeline file.
 import SluiceBroker
 
-public enum Guarantee: String, Sendable, CaseIterable {
-    case atLeastOnce = "at-least-once"
-    case exactlyOnce = "exactly-once"
-}
 
 public struct TopicDeclaration: Sendable, Hashable {
     public var name: String

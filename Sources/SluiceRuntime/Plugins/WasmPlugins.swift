@@ -60,16 +60,16 @@ final class WasmTransform: Transform, @unchecked Sendable {
         let path = manifest.resolvedEntry[0]
         let label = "wasm plugin '\(manifest.name)' (\(config.id))"
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ComponentError(component: config.id, "\(label): cannot read its module \(path)")
+            throw SluiceComponents.ComponentError(component: config.id, "\(label): cannot read its module \(path)")
         }
         var bytes = [UInt8](data)
         if path.hasSuffix(".wat") {
             do { bytes = try wat2wasm(String(decoding: bytes, as: UTF8.self)) } catch {
-                throw ComponentError(component: config.id, "\(label): \(path) is not valid WebAssembly text: \(error)")
+                throw SluiceComponents.ComponentError(component: config.id, "\(label): \(path) is not valid WebAssembly text: \(error)")
             }
         }
         do { module = try parseWasm(bytes: bytes) } catch {
-            throw ComponentError(component: config.id, "\(label): \(path) is not a valid WebAssembly module: \(error)")
+            throw SluiceComponents.ComponentError(component: config.id, "\(label): \(path) is not a valid WebAssembly module: \(error)")
         }
         // Instantiate once now, so a module with a missing export or a forbidden import fails
         // when the pipeline starts, not with its first batch.
@@ -84,12 +84,12 @@ final class WasmTransform: Transform, @unchecked Sendable {
             let instance = try WasmInstance(module: module, fuel: fuel, memoryLimit: memoryLimit, label: label, logger: logger)
             try instance.configure(configuration)
             return instance
-        } catch let e as ComponentError {
+        } catch let e as SluiceComponents.ComponentError {
             throw e
         } catch let e as WasmCallFailure {
-            throw ComponentError(component: id, "\(label) \(e.description)")
+            throw SluiceComponents.ComponentError(component: id, "\(label) \(e.description)")
         } catch {
-            throw ComponentError(component: id, "\(label) cannot be instantiated: \(Self.firstLine(error))")
+            throw SluiceComponents.ComponentError(component: id, "\(label) cannot be instantiated: \(Self.firstLine(error))")
         }
     }
 
@@ -141,7 +141,7 @@ final class WasmInstance: @unchecked Sendable {
         store = Store(engine: engine)
         store.resourceLimiter = limiter
         for i in module.imports where i.module != "sluice" || !["log", "now_ms"].contains(i.name) {
-            throw ComponentError(component: label, "\(label) imports \(i.module).\(i.name); a Sluice WebAssembly plugin may import only sluice.log and sluice.now_ms (no file, network or environment access)")
+            throw SluiceComponents.ComponentError(component: label, "\(label) imports \(i.module).\(i.name); a Sluice WebAssembly plugin may import only sluice.log and sluice.now_ms (no file, network or environment access)")
         }
         var imports = Imports()
         imports.define(module: "sluice", name: "log", Function(store: store, parameters: [.i32, .i32, .i32]) { caller, args in
@@ -162,7 +162,7 @@ final class WasmInstance: @unchecked Sendable {
         guard let memory = made.exports[memory: "memory"], let alloc = made.exports[function: "sluice_alloc"],
               let transform = made.exports[function: "sluice_transform"] else {
             let missing = WasmABI.exports.filter { made.export($0) == nil }
-            throw ComponentError(component: label, "\(label) does not export \(missing.joined(separator: ", ")); the ABI needs memory, sluice_alloc(i32) -> i32 and sluice_transform(i32, i32) -> i32")
+            throw SluiceComponents.ComponentError(component: label, "\(label) does not export \(missing.joined(separator: ", ")); the ABI needs memory, sluice_alloc(i32) -> i32 and sluice_transform(i32, i32) -> i32")
         }
         self.memory = memory
         self.alloc = alloc

@@ -6,13 +6,6 @@ public final class ComponentRegistry: Sendable {
 
     public init() {}
 
-    /// A registry with every built-in component.
-    public static func builtIns() -> ComponentRegistry {
-        let r = ComponentRegistry()
-        for spec in BuiltInComponents.all { r.register(spec) }
-        return r
-    }
-
     public func register(_ spec: ComponentSpec) {
         specs.withLock { $0[spec.kind, default: [:]][spec.type] = spec }
     }

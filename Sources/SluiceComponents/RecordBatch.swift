@@ -5,7 +5,6 @@
 // batch to another (a filter keeping it) copies a few integers; no byte is copied and nothing
 // is allocated per record. Components that want owned records read `records` and build
 // batches with `append(_:)`, paying for the copies themselves.
-import SluiceBroker
 import SluiceLog
 
 /// A run of bytes in one of a batch's stores; a negative count is null.
@@ -52,24 +51,42 @@ public struct RecordSlot: Sendable {
     public var fieldStart: Int32
     public var fieldCount: Int32
     public var parse: ParseState
+
+    public init(key: ByteSpan, value: ByteSpan, offset: Int64, timestamp: Int64, lane: Int32, headerStart: Int32, headerCount: Int32, fieldStart: Int32, fieldCount: Int32, parse: ParseState) {
+        self.key = key
+        self.value = value
+        self.offset = offset
+        self.timestamp = timestamp
+        self.lane = lane
+        self.headerStart = headerStart
+        self.headerCount = headerCount
+        self.fieldStart = fieldStart
+        self.fieldCount = fieldCount
+        self.parse = parse
+    }
 }
 
 /// A header of a batch's record; a null value has a negative count.
 public struct HeaderSlot: Sendable {
     public var name: ByteSpan
     public var value: ByteSpan
+
+    public init(name: ByteSpan, value: ByteSpan) {
+        self.name = name
+        self.value = value
+    }
 }
 
 public struct RecordBatch: Sendable {
-    public internal(set) var stores: [[UInt8]]
+    public package(set) var stores: [[UInt8]]
     public var slots: [RecordSlot]
-    public internal(set) var headers: [HeaderSlot]
-    public internal(set) var fields: [JSONField]
-    public internal(set) var trees: [Value]
+    public package(set) var headers: [HeaderSlot]
+    public package(set) var fields: [JSONField]
+    public package(set) var trees: [Value]
     /// The source partitions the records came from (`topic` nil for sources that are not topics).
-    public internal(set) var lanes: [SourceLane]
+    public package(set) var lanes: [SourceLane]
     /// The store that `append` writes new bytes to, created on first need.
-    var arena: Int32 = -1
+    package var arena: Int32 = -1
 
     public init() {
         stores = []
@@ -167,7 +184,7 @@ public struct RecordBatch: Sendable {
 
     // MARK: Building
 
-    mutating func arenaStore() -> Int {
+    package mutating func arenaStore() -> Int {
         if arena < 0 {
             arena = Int32(stores.count)
             stores.append([])

@@ -439,21 +439,21 @@ struct KeyProbe {
 
 /// One validating pass over one document, mirroring `JSONParser` decision for decision (same
 /// checks in the same order, so the same first error), without building anything.
-struct JSONScanner {
-    let p: UnsafePointer<UInt8>
-    let count: Int
-    var pos = 0
+package struct JSONScanner {
+    package let p: UnsafePointer<UInt8>
+    package let count: Int
+    package var pos = 0
 
-    init(_ p: UnsafePointer<UInt8>, count: Int) {
+    package init(_ p: UnsafePointer<UInt8>, count: Int) {
         self.p = p
         self.count = count
     }
 
     /// `skipString` result bits.
-    static let stringEscaped: UInt8 = 1
-    static let stringNonASCII: UInt8 = 2
+    package static let stringEscaped: UInt8 = 1
+    package static let stringNonASCII: UInt8 = 2
 
-    var endOfInput: JSONError { JSONError(.unexpectedEnd, offset: count) }
+    package var endOfInput: JSONError { JSONError(.unexpectedEnd, offset: count) }
 
     mutating func scanDocument(into fields: inout [JSONField]) throws(JSONError) -> JSONScan {
         skipWhitespace()
@@ -517,7 +517,7 @@ struct JSONScanner {
     }
 
     @inline(__always)
-    mutating func skipWhitespace() {
+    package mutating func skipWhitespace() {
         while pos < count {
             let b = p[pos]
             guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
@@ -528,7 +528,7 @@ struct JSONScanner {
     /// The value at `pos` (whitespace skipped, `pos < count`) inside `depth` open containers;
     /// leaves `pos` after it. Returns its kind and, for a string, the `skipString` bits.
     @inline(__always)
-    mutating func skipValue(depth: Int) throws(JSONError) -> (JSONKind, UInt8) {
+    package mutating func skipValue(depth: Int) throws(JSONError) -> (JSONKind, UInt8) {
         switch p[pos] {
         case UInt8(ascii: "{"):
             try skipContainer(depth: depth)
@@ -643,7 +643,7 @@ struct JSONScanner {
     /// text is checking the parser's unescaped buffer: escapes are ASCII and decode to whole
     /// scalars, so neither can mend or break a sequence around them.
     @inline(__always)
-    mutating func skipString() throws(JSONError) -> UInt8 {
+    package mutating func skipString() throws(JSONError) -> UInt8 {
         let open = pos
         pos += 1
         let start = pos

@@ -1,7 +1,7 @@
 // The plugin surface: what sources, transforms and sinks implement. Built-ins use exactly
-// these protocols; nothing here mentions NIO or the broker's internals.
+// these protocols; nothing here mentions NIO or the broker: what a component may do to the
+// broker goes through `LaneOutput` and `ComponentServices`, which the runtime implements.
 import SluiceLog
-import SluiceBroker
 
 /// A record as an owned value: what components that are not on a hot path read from a
 /// batch (`RecordBatch.records`) and build batches from (`RecordBatch(_:)`). On the hot path
@@ -192,19 +192,27 @@ public protocol BufferingTransform: Transform {
     func discard(_ lanes: Set<SourceLane>)
 }
 
+/// Writes record batches to topics, inside the lane's transaction when it has one. The
+/// runtime implements it over the broker's producer.
+public protocol LaneOutput: Sendable {
+    /// Appends the records in `builder` to `topic`'s `partition` (the builder is reset);
+    /// returns once they are acknowledged.
+    func send(_ builder: inout RecordBatchBuilder, topic: String, partition: Int32) async throws
+}
+
 /// The open transaction of the lane whose records are flowing, under `guarantee:
 /// exactly-once`. The runner passes it in each batch's `LaneContext`; topic sinks write
-/// through its producer, and exactly-once sinks buffer what they are given until the runner
+/// through its output, and exactly-once sinks buffer what they are given until the runner
 /// commits the lane.
 public struct LaneTransaction: Sendable {
     public let lane: SourceLane
     /// The lane's transactional producer (transactional id `<pipeline>/<group>/<topic>/<partition>`).
-    public let producer: Producer
+    public let producer: any LaneOutput
     /// Records of the lane below this offset were written by an earlier committed
     /// transaction; topic sinks skip them when the lane resumes from a lower offset.
     public let committedBelow: Int64
 
-    public init(lane: SourceLane, producer: Producer, committedBelow: Int64) {
+    public init(lane: SourceLane, producer: any LaneOutput, committedBelow: Int64) {
         self.lane = lane
         self.producer = producer
         self.committedBelow = committedBelow

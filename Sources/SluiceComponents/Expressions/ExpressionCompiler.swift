@@ -5,8 +5,8 @@
 // their result. Comparing a top-level field with a literal is specialised so it allocates
 // nothing and makes no nested closure calls.
 
-typealias ValueFunction = @Sendable (EvalContext) throws(ExpressionRuntimeError) -> Value
-typealias TestFunction = @Sendable (EvalContext) throws(ExpressionRuntimeError) -> Bool
+package typealias ValueFunction = @Sendable (EvalContext) throws(ExpressionRuntimeError) -> Value
+package typealias TestFunction = @Sendable (EvalContext) throws(ExpressionRuntimeError) -> Bool
 
 struct CompiledNode {
     var type: ExprType

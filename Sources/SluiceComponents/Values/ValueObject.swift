@@ -17,7 +17,7 @@
 public struct ValueObject: Sendable {
     public typealias Element = (key: String, value: Value)
 
-    @usableFromInline var entries: [Element]
+    @usableFromInline package var entries: [Element]
     /// key → position in `entries`, only when there are more than `indexThreshold` keys.
     @usableFromInline var index: [String: Int]?
 

@@ -17,8 +17,8 @@ public struct CompiledExpression: Sendable {
     /// The value when it does not depend on the record at all (`"100 * 60"`), else nil.
     public let constantValue: Value?
 
-    let valueFunction: ValueFunction
-    let testFunction: TestFunction
+    package let valueFunction: ValueFunction
+    package let testFunction: TestFunction
 
     init(source: String, node: CompiledNode) {
         self.source = source

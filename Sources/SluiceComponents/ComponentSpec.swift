@@ -5,7 +5,7 @@ import SluiceLog
 
 public enum ComponentKind: String, Sendable, CaseIterable {
     case source, transform, sink
-    var plural: String { rawValue + "s" }
+    package var plural: String { rawValue + "s" }
 }
 
 public enum FieldKind: Sendable, Hashable {
@@ -87,6 +87,16 @@ public struct ComponentConfig: Sendable {
     public var file: String
     public var line: Int
 
+    public init(id: String, type: String, kind: ComponentKind, values: [String: FieldValue], pipelineName: String, file: String, line: Int) {
+        self.id = id
+        self.type = type
+        self.kind = kind
+        self.values = values
+        self.pipelineName = pipelineName
+        self.file = file
+        self.line = line
+    }
+
     public func string(_ name: String) -> String? { if case .string(let s)? = values[name] { return s }; return nil }
     public func int(_ name: String) -> Int64? { if case .int(let v)? = values[name] { return v }; return nil }
     public func bool(_ name: String) -> Bool? { if case .bool(let v)? = values[name] { return v }; return nil }
@@ -102,12 +112,40 @@ public struct ComponentConfig: Sendable {
     }
 }
 
+/// What the runtime offers a component being built, besides its fields. Built-ins that
+/// keep state in topics (dedupe's changelog) or write topics ask for it; plugins do not.
+public protocol ComponentServices: Sendable {
+    /// Creates `topic` when it does not exist (a component's own internal topic).
+    func ensureTopic(_ topic: String, partitions: Int32, retentionMs: Int64) throws
+    /// Number of partitions of `topic`, or nil when there is no such topic.
+    func partitionCount(_ topic: String) -> Int32?
+    /// A non-transactional output for topic sinks outside exactly-once.
+    func output() async throws -> any LaneOutput
+}
+
+/// A pipeline's delivery guarantee.
+public enum Guarantee: String, Sendable, CaseIterable {
+    case atLeastOnce = "at-least-once"
+    case exactlyOnce = "exactly-once"
+}
+
 /// Everything a builder may need besides its own fields.
 public struct BuildContext: Sendable {
-    public var broker: EmbeddedBroker?
+    public var services: (any ComponentServices)?
     public var guarantee: Guarantee
     public var pipelineName: String
+
+    public init(services: (any ComponentServices)?, guarantee: Guarantee, pipelineName: String) {
+        self.services = services
+        self.guarantee = guarantee
+        self.pipelineName = pipelineName
+    }
 }
+
+/// Where a topic source starts when its group has no committed offset.
+public enum StartPosition: Sendable { case earliest, latest }
+/// Whether a topic source sees records of open and aborted transactions.
+public enum ReadIsolation: Sendable { case readUncommitted, readCommitted }
 
 public enum BuiltComponent: Sendable {
     case source(any Source)
@@ -121,9 +159,18 @@ public struct TopicSourceSettings: Sendable {
     public var fetchBytes: Int
     public var topic: String
     public var group: String
-    public var start: OffsetResetPolicy
-    public var isolation: IsolationLevel
+    public var start: StartPosition
+    public var isolation: ReadIsolation
     public var maxBatchRecords: Int
+
+    public init(fetchBytes: Int, topic: String, group: String, start: StartPosition, isolation: ReadIsolation, maxBatchRecords: Int) {
+        self.fetchBytes = fetchBytes
+        self.topic = topic
+        self.group = group
+        self.start = start
+        self.isolation = isolation
+        self.maxBatchRecords = maxBatchRecords
+    }
 }
 
 /// What a component does besides turning records into records, declared on its spec so the
@@ -169,4 +216,3 @@ public struct ComponentSpec: Sendable {
     }
 }
 
-import SluiceBroker

@@ -65,7 +65,7 @@ public enum Expression {
     /// A template some of whose text is literal: `literal` are byte ranges of `source`'s UTF-8
     /// (the values of `${VAR}` in a pipeline file) in which no brace opens or closes a `{{ }}`
     /// part. Between parts they stay text as they are; inside a part they are expression text.
-    static func compileTemplate(
+    package static func compileTemplate(
         _ source: String,
         literal: [Range<Int>],
         at start: SourcePosition

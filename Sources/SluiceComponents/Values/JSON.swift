@@ -98,7 +98,7 @@ public enum JSON {
         s.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
-    static func appendInt(_ value: Int64, to out: inout [UInt8]) {
+    package static func appendInt(_ value: Int64, to out: inout [UInt8]) {
         if value >= 0 && value < 10 {
             out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value))
             return
@@ -126,7 +126,7 @@ public enum JSON {
         out.append(contentsOf: value.description.utf8)
     }
 
-    static func appendString(_ s: String, to out: inout [UInt8]) {
+    package static func appendString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in

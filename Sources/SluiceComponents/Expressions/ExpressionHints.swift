@@ -1,6 +1,6 @@
 // Did-you-mean hints for misspelled function and meta field names (Levenshtein distance).
 
-enum ExpressionHints {
+package enum ExpressionHints {
     /// The candidate closest to `word` within two edits (and fewer edits than `word` has
     /// characters, so a short word does not match everything); the first one on a tie.
     static func closest(to word: String, in candidates: [String]) -> String? {
@@ -13,7 +13,7 @@ enum ExpressionHints {
         return best?.name
     }
 
-    static func distance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
+    package static func distance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
         var previous = Array(0...b.count)
