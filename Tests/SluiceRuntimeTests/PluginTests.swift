@@ -288,6 +288,43 @@ fields:
         }
     }
 
+    @Test func aSourceThatCrashesIsRestartedAndResumesFromWhatWasAcknowledged() async throws {
+        try await withBroker { broker, dir in
+            // Keeps the last acknowledged number in a file; the first process dies after 10.
+            let source = """
+            import json, os, sys
+            config = json.loads(sys.stdin.readline())["config"]
+            state, marker = config["state"], config["state"] + ".crashed"
+            print(json.dumps({"type": "ready"}), flush=True)
+            n = int(open(state).read()) if os.path.exists(state) else 0
+            while n < 20:
+                batch = list(range(n + 1, n + 6))
+                print(json.dumps({"type": "batch", "id": batch[-1], "records": [{"value": str(i)} for i in batch]}), flush=True)
+                ack = json.loads(sys.stdin.readline())
+                assert ack == {"type": "ack", "id": batch[-1]}, ack
+                n = batch[-1]
+                open(state, "w").write(str(n))
+                if n == 10 and not os.path.exists(marker):
+                    open(marker, "w").write("x")
+                    os._exit(9)
+            print(json.dumps({"type": "end"}), flush=True)
+            """
+            try plugin(dir, "resumer", manifest: "name: resumer\nkind: source\nruntime: process\nentry: python3 resumer.py\nfields:\n  - { name: state, type: string, required: true, doc: state file }\n", files: ["resumer.py": source])
+            let text = """
+            name: resumes
+            sources:
+              s: { type: resumer, state: \(dir)/state, restart_backoff: 10ms }
+            sinks:
+              out: { type: file, inputs: [s], path: \(dir)/out.txt }
+            """
+            let pipeline = try PipelineLoader(registry: try registry([dir]), environment: [:]).load(text: text, file: "resumes.yaml")
+            try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run()
+            #expect(FileManager.default.fileExists(atPath: dir + "/state.crashed"))
+            let lines = try String(contentsOfFile: dir + "/out.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(lines == (1...20).map(String.init))
+        }
+    }
+
     @Test func processSourceAndSinkPluginsMoveEveryRecord() async throws {
         try await withBroker { broker, dir in
             let text = """

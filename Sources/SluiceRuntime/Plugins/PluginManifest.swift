@@ -212,11 +212,7 @@ public struct PluginCatalog: Sendable {
         var dirs = ["plugins"] + explicit
         if let env = environment["SLUICE_PLUGINS"] { dirs += env.split(separator: ":").map(String.init) }
         var seen: Set<String> = []
-        let cwd = FileManager.default.currentDirectoryPath
-        return dirs.filter { dir in
-            let absolute = dir.hasPrefix("/") ? dir : (cwd as NSString).appendingPathComponent(dir)
-            return seen.insert(((absolute as NSString).resolvingSymlinksInPath as NSString).standardizingPath).inserted
-        }
+        return dirs.filter { seen.insert((absolutePath($0) as NSString).resolvingSymlinksInPath).inserted }
     }
 
     public static func discover(in directories: [String]) -> PluginCatalog {
@@ -234,6 +230,8 @@ public struct PluginCatalog: Sendable {
                 }
             }
             for f in files {
+                // The same manifest reached twice (./plugins and a pipeline's own directory).
+                if manifests.contains(where: { absolutePath($0.file) == absolutePath(f) }) { continue }
                 do {
                     let m = try PluginManifest.load(file: f)
                     if let earlier = manifests.first(where: { $0.name == m.name }) {
@@ -269,4 +267,10 @@ extension Node {
         if case .scalar(let s) = self { return s.string }
         return nil
     }
+}
+
+/// `path` made absolute against the working directory, with `.` and `..` resolved.
+private func absolutePath(_ path: String) -> String {
+    let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+    return (full as NSString).standardizingPath
 }

@@ -36,6 +36,9 @@ final class PluginProcess: @unchecked Sendable {
     private var reaped = false
 
     private static let ignoreSigpipe: Void = { signal(SIGPIPE, SIG_IGN) }()
+    /// The longest reply line taken; a plugin writing more without a newline is treated as
+    /// crashed (killed and restarted).
+    static let maxLineBytes = 256 << 20
 
     init(argv: [String], environment extra: [String: String], name: String, logger: Logger) throws {
         _ = Self.ignoreSigpipe
@@ -120,8 +123,12 @@ final class PluginProcess: @unchecked Sendable {
             if fds[0].revents != 0 {
                 if pendingStart > 65536 { pending.removeFirst(pendingStart); pendingStart = 0 }
                 let n = chunk.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
-                if n > 0 { chunk.withUnsafeBytes { pending.append(contentsOf: $0[0..<n]) } }
-                else if n == 0 { throw PluginIOFailure.exited(exitDescription(fallback: "closed its output")) }
+                if n > 0 {
+                    chunk.withUnsafeBytes { pending.append(contentsOf: $0[0..<n]) }
+                    if pending.count - pendingStart > Self.maxLineBytes {
+                        throw PluginIOFailure.exited("wrote more than \(Self.maxLineBytes >> 20) MiB without ending the line")
+                    }
+                } else if n == 0 { throw PluginIOFailure.exited(exitDescription(fallback: "closed its output")) }
                 else if errno != EAGAIN && errno != EINTR { throw PluginIOFailure.exited("could not be read: \(String(cString: strerror(errno)))") }
             }
         }
@@ -209,15 +216,17 @@ final class PluginSupervisor: @unchecked Sendable {
         }
     }
 
-    /// Reads the next line the plugin writes on its own (sources); `request` is sent first
-    /// when not empty. No timeout: a source may be quiet for a long time.
+    /// Reads the next line the plugin writes on its own (sources); `request` (an ack) is sent
+    /// first when not empty, but not again to a restarted process, which starts afresh. No
+    /// timeout: a source may be quiet for a long time.
     func readMessage(sending request: [UInt8]) async throws -> [UInt8] {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], Error>) in
-            queue.async { c.resume(with: Result { try self.exchangeBlocking(request, timeout: false) }) }
+            queue.async { c.resume(with: Result { try self.exchangeBlocking(request, timeout: false, resend: false) }) }
         }
     }
 
-    private func exchangeBlocking(_ request: [UInt8], timeout: Bool = true) throws -> [UInt8] {
+    private func exchangeBlocking(_ first: [UInt8], timeout: Bool = true, resend: Bool = true) throws -> [UInt8] {
+        var request = first
         while true {
             if closed { throw ComponentError(component: component, "\(label) is closed") }
             do {
@@ -234,7 +243,8 @@ final class PluginSupervisor: @unchecked Sendable {
                     throw ComponentError(component: component, "\(label) failed \(failuresInARow) times in a row, last: \(failure); giving up")
                 }
                 let wait = min(5000, backoffMs << min(failuresInARow - 1, 16))
-                logger.warning("\(label): \(failure); restarting it in \(wait) ms and sending the batch again")
+                logger.warning("\(label): \(failure); restarting it in \(wait) ms\(resend ? " and sending the batch again" : "")")
+                if !resend { request = [] }
                 usleep(useconds_t(wait * 1000))
             }
         }
