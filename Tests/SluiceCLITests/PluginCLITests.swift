@@ -13,6 +13,13 @@ import Testing
         #expect(made.status == 0, "\(made.stderr)")
         #expect(made.stdout.contains("created \(plugins)/\(name)"))
 
+        if runtime == "wasm" {
+            // The scaffold's module is plugins/wasm-min-length's, kept in the binary: the two must not drift.
+            let made = try String(contentsOfFile: "\(plugins)/\(name)/\(name).wat", encoding: .utf8)
+            let example = try String(contentsOfFile: PipelineCLITests.repo + "/plugins/wasm-min-length/min_length.wat", encoding: .utf8)
+            #expect(made.split(separator: "\n").dropFirst() == example.split(separator: "\n").dropFirst())
+        }
+
         let list = try Sluice.run(["plugin", "list", "--plugins", plugins])
         #expect(list.status == 0, "\(list.stderr)")
         #expect(list.stdoutLines.contains { $0.hasPrefix("\(name)\ttransform\t\(runtime)\t0.1.0\t") }, "\(list.stdout)")

@@ -127,14 +127,19 @@ public enum JSON {
     }
 
     package static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
         var s = s
-        s.withUTF8 { bytes in
+        s.withUTF8 { appendString(UnsafeRawBufferPointer($0), to: &out) }
+    }
+
+    /// Appends UTF-8 `bytes` as a quoted JSON string (the caller vouches they are UTF-8).
+    package static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        do {
             var runStart = 0
             for i in 0..<bytes.count {
                 let b = bytes[i]
                 guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
-                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+                if runStart < i { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i])) }
                 runStart = i + 1
                 out.append(UInt8(ascii: "\\"))
                 switch b {
@@ -156,7 +161,7 @@ public enum JSON {
                     }
                 }
             }
-            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+            if runStart < bytes.count { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart...])) }
         }
         out.append(UInt8(ascii: "\""))
     }

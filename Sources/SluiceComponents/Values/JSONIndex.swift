@@ -349,14 +349,14 @@ public enum JSONIndex {
         return true
     }
 
-    static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var high: UInt8 = 0
         for b in bytes { high |= b }
         return high < 0x80
     }
 
     /// Well-formed UTF-8 (Unicode Table 3-7), as `String(validating:as:)` decides it.
-    static func isValidUTF8(_ p: UnsafePointer<UInt8>, count: Int) -> Bool {
+    package static func isValidUTF8(_ p: UnsafePointer<UInt8>, count: Int) -> Bool {
         var i = 0
         while i < count {
             if i &+ 8 <= count,

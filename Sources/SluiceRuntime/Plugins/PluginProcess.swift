@@ -32,6 +32,8 @@ final class PluginProcess: @unchecked Sendable {
     private let output: Int32  // our end of the child's stdout
     private var pending: [UInt8] = []
     private var pendingStart = 0
+    /// Bytes of `pending` from `pendingStart` already searched for a newline.
+    private var scanned = 0
     private var chunk = [UInt8](repeating: 0, count: 1 << 16)
     private var reaped = false
 
@@ -99,11 +101,15 @@ final class PluginProcess: @unchecked Sendable {
     func exchange(_ request: [UInt8], deadline: DispatchTime, timeoutMs: Int64) throws -> [UInt8] {
         var written = 0
         while true {
-            if let nl = pending[pendingStart...].firstIndex(of: 10), written == request.count {
-                let line = Array(pending[pendingStart..<nl])
-                pendingStart = nl + 1
-                if pendingStart == pending.count { pending.removeAll(keepingCapacity: true); pendingStart = 0 }
-                return line
+            if written == request.count {
+                if let nl = pending[(pendingStart + scanned)...].firstIndex(of: 10) {
+                    let line = Array(pending[pendingStart..<nl])
+                    pendingStart = nl + 1
+                    scanned = 0
+                    if pendingStart == pending.count { pending.removeAll(keepingCapacity: true); pendingStart = 0 }
+                    return line
+                }
+                scanned = pending.count - pendingStart
             }
             let now = DispatchTime.now()
             guard now < deadline else { throw PluginIOFailure.timedOut(timeoutMs) }

@@ -123,33 +123,8 @@ enum PluginWire {
     /// Appends `bytes` as a JSON string; false (and nothing appended) when they are not UTF-8.
     @discardableResult
     static func appendString(_ bytes: UnsafeRawBufferPointer, _ out: inout [UInt8]) -> Bool {
-        let mark = out.count
-        out.append(UInt8(ascii: "\""))
-        var runStart = 0, sawHigh = false
-        for i in 0..<bytes.count {
-            let b = bytes[i]
-            if b >= 0x80 { sawHigh = true; continue }
-            guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
-            if runStart < i { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i])) }
-            runStart = i + 1
-            out.append(UInt8(ascii: "\\"))
-            switch b {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
-            case 0x0A: out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "t"))
-            default:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
-            }
-        }
-        if sawHigh && String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) == nil {
-            out.removeSubrange(mark...)
-            return false
-        }
-        if runStart < bytes.count { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart...])) }
-        out.append(UInt8(ascii: "\""))
+        if !JSONIndex.isASCII(bytes), let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), !JSONIndex.isValidUTF8(p, count: bytes.count) { return false }
+        JSON.appendString(bytes, to: &out)
         return true
     }
 
@@ -181,78 +156,6 @@ enum PluginWire {
         return line.count > 160 ? text + "…" : text
     }
 
-    static let recordKeys: Set<String> = ["key", "value", "key_base64", "value_base64", "headers", "timestamp", "topic", "partition", "offset"]
-
-    /// A record the plugin wrote: fields it leaves out keep the input record's (`input`),
-    /// or are null/now for sources.
-    struct OutRecord {
-        var key: [UInt8]??
-        var value: [UInt8]??
-        var headers: [(String, [UInt8]?)]?
-        var timestamp: Int64?
-    }
-
-    static func outRecord(_ v: Value) throws -> OutRecord {
-        guard case .object(let o) = v else { throw PluginProtocolError(description: "wrote a record that is not a JSON object: \(v)") }
-        var r = OutRecord()
-        for (k, value) in o.entries {
-            guard recordKeys.contains(k) else {
-                throw PluginProtocolError(description: "wrote a record with unknown field '\(k)' (known: key, value, key_base64, value_base64, headers, timestamp)")
-            }
-            switch k {
-            case "key": r.key = try bytes(value, k)
-            case "value": r.value = try bytes(value, k)
-            case "key_base64": r.key = try base64(value, k)
-            case "value_base64": r.value = try base64(value, k)
-            case "timestamp":
-                guard let t = value.asInt else { throw PluginProtocolError(description: "wrote a timestamp that is not an integer: \(value)") }
-                r.timestamp = t
-            case "headers":
-                guard case .object(let h) = value else { throw PluginProtocolError(description: "wrote headers that are not an object of strings: \(value)") }
-                r.headers = try h.entries.map { ($0.key, try bytes($0.value, "header '\($0.key)'")) }
-            default: break  // topic, partition, offset: the input's, echoed back
-            }
-        }
-        return r
-    }
-
-    private static func bytes(_ v: Value, _ what: String) throws -> [UInt8]? {
-        switch v {
-        case .null: return nil
-        case .string(let s): return Array(s.utf8)
-        case .object, .array, .int, .double, .bool:
-            // A plugin that writes JSON instead of JSON text gets its JSON text.
-            return JSON.serialize(v)
-        }
-    }
-
-    private static func base64(_ v: Value, _ what: String) throws -> [UInt8]? {
-        if case .null = v { return nil }
-        guard case .string(let s) = v, let d = Data(base64Encoded: s) else { throw PluginProtocolError(description: "wrote \(what) that is not base64") }
-        return Array(d)
-    }
-
-    /// Appends `r` to `out` as a record derived from slot `base` (its lane, offset, and the
-    /// fields `r` leaves out).
-    static func append(_ r: OutRecord, basedOn base: RecordSlot, of input: RecordBatch, to out: inout RecordBatch) {
-        var slot = base
-        if let key = r.key { slot.key = out.store(key) }
-        if let value = r.value {
-            slot.value = out.store(value)
-            slot.parse = .none
-            slot.fieldCount = 0
-        }
-        if let t = r.timestamp { slot.timestamp = t }
-        if let headers = r.headers {
-            slot.headerStart = Int32(out.headers.count)
-            slot.headerCount = Int32(headers.count)
-            for (name, value) in headers {
-                let n = out.store(Array(name.utf8))
-                out.headers.append(HeaderSlot(name: n, value: out.store(value)))
-            }
-        }
-        out.slots.append(slot)
-    }
 }
 
 // MARK: Transform
@@ -340,37 +243,31 @@ final class ProcessSource: Source, @unchecked Sendable {
         var ack: [UInt8] = []
         while !Task.isCancelled {
             let line = try await plugin.readMessage(sending: ack)
-            let message: ValueObject
+            var batch = RecordBatch()
+            _ = batch.laneIndex(SourceLane(topic: nil, partition: -1))
+            let base = RecordSlot(key: .null, value: .null, offset: -1, timestamp: currentTimeMillis(), lane: 0, headerStart: 0, headerCount: 0, fieldStart: 0, fieldCount: 0, parse: .none)
+            let message: (type: String?, id: Int64?, message: String?)
             do {
-                guard case .object(let o) = try JSON.parse(line) else { throw PluginProtocolError(description: "wrote \(PluginWire.preview(line)), not a JSON object") }
-                message = o
-            } catch let e as JSONError {
-                throw ComponentError(component: id, "\(plugin.label) wrote a line that is not JSON (\(e)): \(PluginWire.preview(line))")
+                message = try line.withUnsafeBufferPointer { buf in
+                    var reader = ResultReader(buf.baseAddress!, count: buf.count)
+                    return try reader.sourceMessage(base: base, into: &batch)
+                }
             } catch let e as PluginProtocolError {
-                throw ComponentError(component: id, "\(plugin.label) \(e.description)")
+                throw ComponentError(component: id, "\(plugin.label) \(e.description): \(PluginWire.preview(line))")
             }
-            switch message["type"]?.asString {
+            switch message.type {
             case "end":
                 return
             case "batch":
-                guard let bid = message["id"]?.asInt, case .array(let records)? = message["records"] else {
-                    throw ComponentError(component: id, "\(plugin.label) wrote a batch without an integer 'id' and a 'records' list: \(PluginWire.preview(line))")
-                }
-                var batch = RecordBatch()
-                let now = currentTimeMillis()
-                let base = RecordSlot(key: .null, value: .null, offset: -1, timestamp: now, lane: 0, headerStart: 0, headerCount: 0, fieldStart: 0, fieldCount: 0, parse: .none)
-                _ = batch.laneIndex(SourceLane(topic: nil, partition: -1))
-                do {
-                    for r in records { PluginWire.append(try PluginWire.outRecord(r), basedOn: base, of: batch, to: &batch) }
-                } catch let e as PluginProtocolError {
-                    throw ComponentError(component: id, "\(plugin.label) \(e.description)")
+                guard let bid = message.id else {
+                    throw ComponentError(component: id, "\(plugin.label) wrote a batch without an integer 'id': \(PluginWire.preview(line))")
                 }
                 try await emit(batch)
                 ack = Array("{\"type\":\"ack\",\"id\":\(bid)}\n".utf8)
             case "error":
-                throw ComponentError(component: id, "\(plugin.label) failed: \(message["message"]?.asString ?? PluginWire.preview(line))")
+                throw ComponentError(component: id, "\(plugin.label) failed: \(message.message ?? PluginWire.preview(line))")
             default:
-                throw ComponentError(component: id, "\(plugin.label) wrote a message of type '\(message["type"]?.asString ?? "none")'; a source writes batch, end or error")
+                throw ComponentError(component: id, "\(plugin.label) wrote a message of type '\(message.type ?? "none")'; a source writes batch, end or error")
             }
         }
     }
@@ -562,6 +459,27 @@ struct ResultReader {
         guard gotID == id else { throw PluginProtocolError(description: "answered batch \(id) with id \(gotID.map { "\($0)" } ?? "none")") }
         guard sawResults else { throw PluginProtocolError(description: "answered batch \(id) without a 'results' list") }
         return errors
+    }
+
+    /// Reads a message a source wrote on its own: its type, id and message; the records of a
+    /// batch are appended to `out` as records made from `base` (no key or value, now).
+    mutating func sourceMessage(base: RecordSlot, into out: inout RecordBatch) throws -> (type: String?, id: Int64?, message: String?) {
+        var type: String?, id: Int64?, message: String?
+        try expect(UInt8(ascii: "{"))
+        if try byte() == UInt8(ascii: "}") { s.pos += 1; return (nil, nil, nil) }
+        repeat {
+            let k = try key()
+            if Self.equals(k, "type") { type = try string() }
+            else if Self.equals(k, "id") { id = try integer() }
+            else if Self.equals(k, "message") { message = try string() }
+            else if Self.equals(k, "records") {
+                try expect(UInt8(ascii: "["))
+                if try byte() == UInt8(ascii: "]") { s.pos += 1 } else {
+                    repeat { try record(basedOn: base, into: &out) } while try !endOr(UInt8(ascii: "]"))
+                }
+            } else { try skip() }
+        } while try !endOr(UInt8(ascii: "}"))
+        return (type, id, message)
     }
 
     private mutating func results(_ batch: RecordBatch, into out: inout RecordBatch) throws -> [(index: Int, message: String)] {
