@@ -325,6 +325,25 @@ fields:
         }
     }
 
+    @Test(arguments: [(#"{"type":"batch","id":1,"records":[{"valu":"x"}]}"#, "wrote a record with unknown field 'valu'"),
+                      (#"{"type":"batch","id":1,"records":[{"value":"x"}"#, "is not JSON"),
+                      (#"{"type":"batch","records":[]}"#, "wrote a batch without an integer 'id'"),
+                      (#"{"type":"bunch"}"#, "wrote a message of type 'bunch'")])
+    func malformedSourceOutputStopsThePipelineNamingThePlugin(line: String, message: String) async throws {
+        try await withBroker { broker, dir in
+            let source = "import json, sys\nsys.stdin.readline()\nprint(json.dumps({'type': 'ready'}), flush=True)\nprint(sys.argv[1], flush=True)\nsys.stdin.readline()\n"
+            try plugin(dir, "badsource", manifest: "name: badsource\nkind: source\nruntime: process\nentry: [python3, badsource.py, '\(line)']\n", files: ["badsource.py": source])
+            let text = "name: badsource\nsources:\n  s: { type: badsource }\nsinks:\n  out: { type: drop, inputs: [s] }\n"
+            let pipeline = try PipelineLoader(registry: try registry([dir]), environment: [:]).load(text: text, file: "badsource.yaml")
+            await #expect {
+                try await PipelineRunner(pipeline: pipeline, broker: broker, options: RunOptions(drain: true)).run()
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("plugin 'badsource' (s)") && text.contains(message)
+            }
+        }
+    }
+
     @Test func processSourceAndSinkPluginsMoveEveryRecord() async throws {
         try await withBroker { broker, dir in
             let text = """
