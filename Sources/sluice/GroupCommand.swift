@@ -77,11 +77,18 @@ struct GroupCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument var group: String
         @Option(help: "Topic whose partitions to reset.") var topic: String
-        @Option(help: "earliest, latest, an offset, or a date-time (2026-11-25T08:00:00Z: the first record at or after it).") var to: String
+        @Option(help: "earliest, latest, an offset, or a date-time (2026-11-25T08:00:00Z: the first record at or after it).") var to: String?
+        @Option(name: .customLong("shift-by"), parsing: .unconditional, help: "Move each partition's committed offset by N (negative: back), kept within the partition's records.") var shiftBy: Int64?
 
         func validate() throws {
-            if to != "earliest" && to != "latest" && Int64(to) == nil && Self.parseDate(to) == nil {
-                throw ValidationError("--to must be earliest, latest, an offset or an ISO 8601 date-time such as 2026-11-25T08:00:00Z; got '\(to)'")
+            switch (to, shiftBy) {
+            case (nil, nil): throw ValidationError("give --to earliest|latest|OFFSET|DATETIME or --shift-by N")
+            case (.some, .some): throw ValidationError("--to and --shift-by cannot be combined; give one")
+            case (let to?, nil):
+                if to != "earliest" && to != "latest" && Int64(to) == nil && Self.parseDate(to) == nil {
+                    throw ValidationError("--to must be earliest, latest, an offset or an ISO 8601 date-time such as 2026-11-25T08:00:00Z; got '\(to)'")
+                }
+            case (nil, .some): break
             }
             if group.isEmpty { throw ValidationError("the group name must not be empty") }
         }
@@ -109,10 +116,22 @@ struct GroupCommand: AsyncParsableCommand {
             do {
                 let count = try broker.partitionCount(name)
                 var offsets: [TopicPartition: CommittedOffset] = [:]
+                let committed = shiftBy == nil ? [:] : await broker.groups.committedOffsets(groupId: group)
                 for p in 0..<count {
                     let tp = TopicPartition(name, p)
                     let h = try broker.partition(tp)
                     let target: Int64
+                    if let shiftBy {
+                        // Kafka's --shift-by: from the committed offset (the log start when
+                        // the group never committed), clamped to the partition's records.
+                        let from = committed[tp]?.offset ?? h.logStartOffset
+                        let moved = from.addingReportingOverflow(shiftBy)
+                        target = moved.overflow ? (shiftBy < 0 ? h.logStartOffset : h.highWatermark)
+                            : min(max(moved.partialValue, h.logStartOffset), h.highWatermark)
+                        offsets[tp] = CommittedOffset(offset: target, metadata: "reset-offsets --shift-by \(shiftBy)")
+                        continue
+                    }
+                    let to = to!  // validate() requires --to when --shift-by is absent
                     switch to {
                     case "earliest": target = h.logStartOffset
                     case "latest": target = h.highWatermark

@@ -71,12 +71,7 @@ struct Run: AsyncParsableCommand {
         global.bootstrapLogging()
         let logger = Logger(label: "sluice")
         let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
-        var options = RunOptions(drain: drain)
-        #if DEBUG
-        // Debug (test) builds only: the chaos test's deliberately broken exactly-once, which
-        // the chaos checker must catch. Release builds never read this.
-        if ProcessInfo.processInfo.environment["SLUICE_FAULT"] == "commit-offsets-first" { options.faults.commitOffsetsFirst = true }
-        #endif
+        let options = RunOptions(drain: drain)
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, options: options, logger: logger) }
         let stop = StopSignal()
         let start = ContinuousClock.now

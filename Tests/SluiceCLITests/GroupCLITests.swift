@@ -88,6 +88,18 @@ import Testing
         #expect(r.stdoutLines.dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).last! } == ["1", "1"])
         r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--to", "2999-01-01T00:00:00Z"], data: data)
         #expect(r.stdoutLines.dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).last! } == ["3", "2"], "a time after every record gives the end")
+        // --shift-by moves from the committed offsets (3 and 2, the ends) and stays within
+        // each partition's records.
+        r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--shift-by", "-2"], data: data)
+        #expect(r.stdoutLines.dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).last! } == ["1", "0"])
+        r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--shift-by", "1"], data: data)
+        #expect(r.stdoutLines.dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).last! } == ["2", "1"])
+        r = try Sluice.run(["consume", "events", "--group", "readers"], data: data)
+        #expect(Set(r.stdoutLines) == ["c", "e"], "the records from the shifted offsets on: \(r.stdout)")
+        r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--shift-by", "9223372036854775807"], data: data)
+        #expect(r.stdoutLines.dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).last! } == ["3", "2"], "a shift past the end stops at the end")
+        r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--to", "1", "--shift-by", "1"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("--to and --shift-by cannot be combined"), "\(r.stderr)")
         r = try Sluice.run(["group", "describe", "nobody"], data: data)
         #expect(r.status == 1 && r.stderr == "error: group 'nobody' does not exist (it has no committed offsets)\n")
         r = try Sluice.run(["group", "reset-offsets", "readers", "--topic", "events", "--to", "someday"], data: data)

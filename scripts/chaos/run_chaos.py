@@ -8,6 +8,10 @@ lines), with the chosen guarantee. A throttle keeps processing slow enough
 that every kill lands while records are in flight. After at least --kills kills the process
 is left to drain the input, and check_exactly_once.py judges the outputs.
 
+--fault skip-offsets breaks the run from outside, to show the checker can fail: after every
+kill, `sluice group reset-offsets --shift-by` moves each pipeline's committed input offsets
+forward, as an operator skipping records would, so records are never processed.
+
 Exit status: the checker's (0 ok, 1 defects), or 2 when the run itself went wrong.
 """
 import argparse
@@ -49,7 +53,7 @@ def main():
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--rate", type=int, default=8_000, help="records per second per pipeline (throttle)")
     p.add_argument("--only-topic", action="store_true", help="run only the topic -> topic pipeline")
-    p.add_argument("--fault", default="", help="SLUICE_FAULT for sluice run (a deliberately broken mode)")
+    p.add_argument("--fault", default="", choices=["", "skip-offsets"], help="break the run from outside (see above)")
     p.add_argument("--allow-duplicates", action="store_true")
     p.add_argument("--seed", type=int, default=None)
     a = p.parse_args()
@@ -88,22 +92,23 @@ def main():
             out.write(PIPELINE.format(what=what, guarantee=a.guarantee, rate=a.rate, sink=sink))
         files.append(f)
 
-    env = dict(os.environ)
-    if a.fault:
-        env["SLUICE_FAULT"] = a.fault
     kills = 0
     runs = 0
     started = time.monotonic()
     while True:
         runs += 1
         proc = subprocess.Popen([a.sluice, "run", "--quiet", "--drain", *files, "--data", data],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if kills < a.kills:
             time.sleep(rng.uniform(0.15, 0.6))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
+                if a.fault == "skip-offsets":
+                    for f in files:
+                        group = "chaos-" + os.path.basename(f)[:-len(".yaml")]
+                        sluice("group", "reset-offsets", group, "--topic", "input", "--shift-by", "25", capture_output=True)
                 continue
         _, err = proc.communicate(timeout=600)
         if proc.returncode != 0:

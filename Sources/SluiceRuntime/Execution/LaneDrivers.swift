@@ -235,20 +235,11 @@ struct ExactlyOnceDriver: Sendable {
         let producer = state.producer
         let external = graph.exactlyOnceSinks
         do {
-            if source.options.faults.commitOffsetsFirst {
-                // A deliberately broken mode for testing the chaos checker: the offsets are
-                // committed before the outputs are written, so a crash in between loses them.
-                try producer.beginTransaction()
-                try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)
-                try await producer.commitTransaction()
-            }
             try producer.beginTransaction()
             let transaction = LaneTransaction(lane: lane, producer: ProducerOutput(producer: producer), committedBelow: state.committedBelow)
             try await source.process(part, context: LaneContext(lane: lane, transaction: transaction))
             for sink in external { try await sink.commit(lane, next: next) }
-            if !source.options.faults.commitOffsetsFirst {
-                try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)
-            }
+            try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)
             try await producer.commitTransaction()
         } catch {
             try? await producer.abortTransaction()

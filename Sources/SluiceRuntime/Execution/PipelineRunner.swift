@@ -12,19 +12,8 @@ import Synchronization
 public struct RunOptions: Sendable {
     /// Stop topic sources once they have caught up with the end of their partitions.
     public var drain = false
-    /// Deliberate faults, for tests of the tests (the chaos checker); none by default.
-    public var faults = Faults()
-    public init(drain: Bool = false, faults: Faults = Faults()) {
+    public init(drain: Bool = false) {
         self.drain = drain
-        self.faults = faults
-    }
-
-    public struct Faults: Sendable {
-        /// Exactly-once commits each lane's source offsets in a transaction of their own
-        /// before the outputs are written, so a crash in between loses records: a broken
-        /// mode the chaos test must catch.
-        public var commitOffsetsFirst = false
-        public init(commitOffsetsFirst: Bool = false) { self.commitOffsetsFirst = commitOffsetsFirst }
     }
 }
 
