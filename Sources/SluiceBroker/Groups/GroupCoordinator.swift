@@ -433,9 +433,11 @@ public actor GroupCoordinator {
         _ = try checkCommitter(groupId, memberId: memberId, instance: groupInstanceId, generation: generation)
     }
 
-    /// Applies offsets of a committed transaction (already fenced by the transaction coordinator).
+    /// Applies offsets of a committed transaction (already fenced by the transaction
+    /// coordinator). They are synced at once: the transaction's end waits for them, and
+    /// waiting out the flush interval was most of its cost.
     func commitTransactional(groupId: String, offsets committed: [TopicPartition: CommittedOffset]) async throws {
-        try await offsets.commit(groupId, committed)
+        try await offsets.commit(groupId, committed, syncNow: true)
     }
 
     public func committedOffsets(groupId: String) -> [TopicPartition: CommittedOffset] {

@@ -114,8 +114,9 @@ final class OffsetStore: Sendable {
         return w.bytes
     }
 
-    func commit(_ group: String, _ offsets: [TopicPartition: CommittedOffset]) async throws {
-        try await store.write(offsets.map { (Self.offsetKey(group, $0.key), Self.offsetValue($0.value)) })
+    /// Records `offsets` durably; `syncNow` syncs at once instead of waiting for the group commit.
+    func commit(_ group: String, _ offsets: [TopicPartition: CommittedOffset], syncNow: Bool = false) async throws {
+        try await store.write(offsets.map { (Self.offsetKey(group, $0.key), Self.offsetValue($0.value)) }, syncNow: syncNow)
         state.withLock { s in
             for (tp, c) in offsets { s.offsets[group, default: [:]][tp] = c }
         }
