@@ -193,11 +193,16 @@ public protocol BufferingTransform: Transform {
 }
 
 /// Writes record batches to topics, inside the lane's transaction when it has one. The
-/// runtime implements it over the broker's producer.
+/// runtime implements it over each broker client's producer.
 public protocol LaneOutput: Sendable {
-    /// Appends the records in `builder` to `topic`'s `partition` (the builder is reset);
-    /// returns once they are acknowledged.
+    /// Hands the records in `builder` to `topic`'s `partition` (the builder is reset). In a
+    /// transaction they are durable when it commits; outside one, after `flush`.
     func send(_ builder: inout RecordBatchBuilder, topic: String, partition: Int32) async throws
+    /// Returns once everything sent outside a transaction is acknowledged and durable under
+    /// the topic's flush policy.
+    func flush() async throws
+    /// Partitions of `topic` (cached by the caller).
+    func partitionCount(_ topic: String) async throws -> Int32
 }
 
 /// The open transaction of the lane whose records are flowing, under `guarantee:

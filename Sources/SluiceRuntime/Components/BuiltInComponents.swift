@@ -104,6 +104,9 @@ public enum BuiltInComponents {
             let window = config.milliseconds("window"), count = config.int("count")
             guard window != nil || count != nil else { throw ComponentError(component: config.id, "dedupe needs a window, a count, or both") }
             var changelog: (broker: EmbeddedBroker, topic: TopicName)?
+            if context.guarantee == .exactlyOnce, let services = context.services, !(services is BrokerServices) {
+                throw ComponentError(component: config.id, "dedupe under guarantee: exactly-once keeps its changelog on the embedded broker; with another broker use guarantee: at-least-once or drop the dedupe")
+            }
             if context.guarantee == .exactlyOnce, let broker = (context.services as? BrokerServices)?.broker {
                 let name = try TopicName("\(config.pipelineName).\(config.id).changelog")
                 if !broker.topics.exists(name) {
@@ -144,9 +147,9 @@ public enum BuiltInComponents {
             FieldSpec("key", .expression, "The key, from an expression; defaults to the record's key."),
             FieldSpec("partition", .int, "Write every record to this partition (default: by key, as Kafka does)."),
         ], exactlyOnceCapable: true, capabilities: .transactionalEffects) { config, context in
-            guard let broker = (context.services as? BrokerServices)?.broker else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
+            guard let services = context.services else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
             let topic = try TopicName(config.string("topic")!)
-            return .sink(TopicSink(id: config.id, broker: broker, producer: try await Producer(broker: broker), topic: topic, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
+            return .sink(TopicSink(id: config.id, output: try await services.output(), topic: topic.rawValue, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
         },
         ComponentSpec(kind: .sink, type: "http", summary: "POSTs records in batches; 5xx answers and connection failures are retried with exponential backoff, 4xx answers send that request's records to `<id>.errors`.", fields: [
             FieldSpec("url", .string, required: true, "Where to POST, e.g. http://127.0.0.1:9000/ingest."),

@@ -1,26 +1,27 @@
 // The topic sink: encodes each partition's share of a batch straight from the batch's views
 // into one outgoing record batch (the only copy of the bytes), picks partitions by key as
-// Kafka does, and appends through the lane's transactional producer under exactly-once.
-import SluiceBroker
+// Kafka does, and writes through the lane's transactional producer under exactly-once, else
+// through its own output. It knows the broker only as a `LaneOutput`.
+import SluiceBroker  // Murmur2: the partition of a key, as Kafka picks it
 import SluiceLog
 import Synchronization
 
 final class TopicSink: Sink {
     let id: String
-    let broker: EmbeddedBroker
-    let producer: Producer
-    let topic: TopicName
+    /// The output outside transactions.
+    let output: any LaneOutput
+    let topic: String
     let key: CompiledExpression?
     let partition: Int32?
-    /// Last offset written per partition since the last flush.
-    private let pending = Mutex<[PartitionID: Int64]>([:])
+    /// Partitions of the topic, read once (a topic's partitions are not changed under a
+    /// running pipeline).
+    private let partitions = Mutex<Int32?>(nil)
     /// Keyless records of one write go to one partition, the next write to the next one.
     private let sticky = Mutex<Int32>(0)
 
-    init(id: String, broker: EmbeddedBroker, producer: Producer, topic: TopicName, key: CompiledExpression?, partition: Int32?) {
+    init(id: String, output: any LaneOutput, topic: String, key: CompiledExpression?, partition: Int32?) {
         self.id = id
-        self.broker = broker
-        self.producer = producer
+        self.output = output
         self.topic = topic
         self.key = key
         self.partition = partition
@@ -29,9 +30,12 @@ final class TopicSink: Sink {
     func write(_ batch: RecordBatch, context: LaneContext) async throws {
         guard !batch.isEmpty else { return }
         let txn = context.transaction
-        let producer = (txn?.producer as? ProducerOutput)?.producer ?? self.producer
-        if let txn, !(txn.producer is ProducerOutput) { throw ComponentError(component: id, "the lane's transaction does not write through this broker") }
-        let count = try broker.partitionCount(topic)
+        let producer = txn?.producer ?? output
+        let count: Int32
+        if let known = partitions.withLock({ $0 }) { count = known } else {
+            count = try await output.partitionCount(topic)
+            partitions.withLock { $0 = count }
+        }
         if let partition, partition >= count { throw ComponentError(component: id, "topic '\(topic)' has no partition \(partition)") }
         let keyless = sticky.withLock { p -> Int32 in defer { p = (p + 1) % max(count, 1) }; return p % max(count, 1) }
         // Exactly-once: records of the lane below this offset were written by an earlier
@@ -68,22 +72,14 @@ final class TopicSink: Sink {
                 }
             }
         }
-        var written: [(PartitionID, Int64)] = []
+        // In a transaction the records are durable when the lane commits; outside one, at
+        // the next `flush`.
         for p in 0..<Int(count) where builders[p] != nil {
-            let result = try await producer.send(&builders[p]!, to: TopicPartition(topic, Int32(p)))
-            written.append((Int32(p), result.lastOffset))
-        }
-        if txn != nil { return }  // durable when the lane's transaction commits
-        pending.withLock { last in
-            for (p, o) in written { last[p] = max(last[p] ?? -1, o) }
+            try await producer.send(&builders[p]!, topic: topic, partition: Int32(p))
         }
     }
 
-    /// Durable under the topic's flush policy (one group commit covers every lane's writes).
-    func flush() async throws {
-        let last = pending.withLock { p -> [PartitionID: Int64] in defer { p.removeAll() }; return p }
-        for (p, offset) in last { try await broker.partition(TopicPartition(topic, p)).log.waitUntilDurable(offset) }
-    }
+    func flush() async throws { try await output.flush() }
 
     func close() async throws { try await flush() }
 }

@@ -2,13 +2,36 @@
 // ComponentServices), implemented over the embedded broker.
 import SluiceBroker
 import SluiceLog
+import Synchronization
 
-/// A lane's producer as a component sees it.
-struct ProducerOutput: LaneOutput {
+/// A producer of the embedded broker as a component sees it.
+final class ProducerOutput: LaneOutput {
     let producer: Producer
+    private let broker: EmbeddedBroker
+    /// Last offset sent per partition since the last flush (outside transactions).
+    private let pending = Mutex<[TopicPartition: Int64]>([:])
+
+    init(producer: Producer, broker: EmbeddedBroker) {
+        self.producer = producer
+        self.broker = broker
+    }
 
     func send(_ builder: inout RecordBatchBuilder, topic: String, partition: Int32) async throws {
-        _ = try await producer.send(&builder, to: TopicPartition(try TopicName(topic), partition))
+        let tp = TopicPartition(try TopicName(topic), partition)
+        let result = try await producer.send(&builder, to: tp)
+        if producer.config.transactionalId == nil {
+            pending.withLock { $0[tp] = max($0[tp] ?? -1, result.lastOffset) }
+        }
+    }
+
+    /// Durable under each topic's flush policy: one group commit covers every lane's writes.
+    func flush() async throws {
+        let last = pending.withLock { p -> [TopicPartition: Int64] in defer { p.removeAll() }; return p }
+        for (tp, offset) in last { try await broker.partition(tp).log.waitUntilDurable(offset) }
+    }
+
+    func partitionCount(_ topic: String) async throws -> Int32 {
+        try broker.partitionCount(try TopicName(topic))
     }
 }
 
@@ -28,6 +51,6 @@ struct BrokerServices: ComponentServices {
     }
 
     func output() async throws -> any LaneOutput {
-        ProducerOutput(producer: try await Producer(broker: broker))
+        ProducerOutput(producer: try await Producer(broker: broker), broker: broker)
     }
 }

@@ -12,20 +12,20 @@ final class RunCounters: Sendable {
     var snapshot: [String: Int] { counts.withLock { $0 } }
 }
 
-struct Graph: Sendable {
+package struct Graph: Sendable {
     let pipeline: Pipeline
     let built: [String: BuiltComponent]
     let counters: RunCounters
     /// Outputs someone reads.
     let wired: Set<InputRef>
     /// Sinks that store their own source offsets (SQLite).
-    let exactlyOnceSinks: [any ExactlyOnceSink]
+    package let exactlyOnceSinks: [any ExactlyOnceSink]
     /// True when, under exactly-once, part of the output is committed in the lanes' Kafka
     /// transactions (components declaring `.transactionalEffects`): the group's committed
     /// offset then marks how far those effects got.
-    let hasTransactionalEffects: Bool
+    package let hasTransactionalEffects: Bool
     /// Transforms that hold records across batches, in topological order.
-    let buffering: [(id: String, transform: any BufferingTransform)]
+    package let buffering: [(id: String, transform: any BufferingTransform)]
 
     init(pipeline: Pipeline, built: [String: BuiltComponent], specs: [String: ComponentSpec], counters: RunCounters) {
         self.pipeline = pipeline
@@ -44,14 +44,14 @@ struct Graph: Sendable {
         }
     }
 
-    func process(_ batch: RecordBatch, from sourceId: String, context: LaneContext) async throws {
+    package func process(_ batch: RecordBatch, from sourceId: String, context: LaneContext) async throws {
         counters.add(sourceId, batch.count)
         try await process(batch, at: InputRef(component: sourceId, output: "out"), context: context)
     }
 
     /// Sends what buffering transforms have ready (everything when `force`) downstream.
     /// Callers keep one lane's calls in order: this runs between polls, never beside a lane.
-    func release(force: Bool) async throws {
+    package func release(force: Bool) async throws {
         for (id, t) in buffering {
             var out = TransformOutput()
             t.release(force: force, into: &out)
@@ -60,7 +60,7 @@ struct Graph: Sendable {
     }
 
     /// The lowest source offset held by any buffering transform, per lane.
-    func heldOffsets() -> [SourceLane: Int64] {
+    package func heldOffsets() -> [SourceLane: Int64] {
         var held: [SourceLane: Int64] = [:]
         for (_, t) in buffering {
             for (lane, o) in t.heldOffsets() { held[lane] = min(held[lane] ?? .max, o) }
@@ -68,7 +68,7 @@ struct Graph: Sendable {
         return held
     }
 
-    func discard(_ lanes: Set<SourceLane>) {
+    package func discard(_ lanes: Set<SourceLane>) {
         for (_, t) in buffering { t.discard(lanes) }
     }
 
@@ -134,7 +134,7 @@ struct Graph: Sendable {
         }
     }
 
-    func flushSinks() async throws {
+    package func flushSinks() async throws {
         for (id, component) in built {
             if case .sink(let s) = component {
                 do { try await s.flush() } catch { throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(id)' failed to flush: \(error)") }

@@ -8,15 +8,20 @@ import SluiceBroker
 import SluiceLog
 import Synchronization
 
-/// What both drivers share: one topic source of a running pipeline.
-struct TopicSourceRun: Sendable {
-    let id: String
-    let settings: TopicSourceSettings
-    let graph: Graph
-    let broker: EmbeddedBroker
-    let options: RunOptions
-    let logger: Logger
-    let pipelineName: String
+/// One topic source of a running pipeline, as the runner hands it to its broker client.
+public struct TopicSourceRun: Sendable {
+    package let id: String
+    package let settings: TopicSourceSettings
+    package let graph: Graph
+    package let options: RunOptions
+    package let logger: Logger
+    package let pipelineName: String
+    package let guarantee: Guarantee
+
+    /// The transactional id of a lane under exactly-once.
+    package func transactionalId(topic: String, partition: Int32) -> String {
+        "\(pipelineName)/\(settings.group)/\(topic)/\(partition)"
+    }
 
     /// The consumer of the source. A poll is the unit of commit: after a crash at most the
     /// last two polls (the one in flight and the one whose commit was pending) are processed
@@ -39,7 +44,12 @@ struct TopicSourceRun: Sendable {
         }
     }
 
-    func caughtUp(_ consumer: Consumer) async throws -> Bool {
+    /// One lane's records, already in batches, through the graph in order.
+    package func process(_ batches: [RecordBatch], context: LaneContext) async throws {
+        for batch in batches { try await graph.process(batch, from: id, context: context) }
+    }
+
+    func caughtUp(_ consumer: Consumer, broker: EmbeddedBroker) async throws -> Bool {
         let isolation = settings.isolation
         let assigned = consumer.assignment
         guard !assigned.isEmpty else { return false }
@@ -60,12 +70,13 @@ extension SourceLane {
 /// what it accepted; that flush-and-commit overlaps the processing of the next poll.
 struct AtLeastOnceDriver: Sendable {
     let source: TopicSourceRun
+    let broker: EmbeddedBroker
     var settings: TopicSourceSettings { source.settings }
 
     func run() async throws {
         let topic = try TopicName(settings.topic)
         let config = source.consumerConfig()
-        let graph = source.graph, broker = source.broker, logger = source.logger, options = source.options
+        let graph = source.graph, logger = source.logger, options = source.options
         // Commits (flush every sink, then commit the offsets) run while the next polls are
         // processed; a revoke waits for them.
         let inFlight = Committer()
@@ -98,7 +109,7 @@ struct AtLeastOnceDriver: Sendable {
                 let records = try await consumer.poll(maxWait: .milliseconds(options.drain ? 10 : 200))
                 if records.isEmpty && !buffering {
                     try await inFlight.wait()
-                    if options.drain, try await source.caughtUp(consumer) { break }
+                    if options.drain, try await source.caughtUp(consumer, broker: broker) { break }
                     continue
                 }
                 let done = try await withThrowingTaskGroup(of: (TopicPartition, Int64).self) { group in
@@ -114,7 +125,7 @@ struct AtLeastOnceDriver: Sendable {
                 var finished = false
                 if buffering {
                     // Held records keep their lane's commit below them.
-                    if records.isEmpty && options.drain { finished = try await source.caughtUp(consumer) }
+                    if records.isEmpty && options.drain { finished = try await source.caughtUp(consumer, broker: broker) }
                     try await graph.release(force: finished)
                     let owned = Set(consumer.assignment)
                     processed = processed.filter { owned.contains($0.key) }.merging(done) { _, new in new }
@@ -152,12 +163,13 @@ struct AtLeastOnceDriver: Sendable {
 /// needs, and each sink skips what it already holds.
 struct ExactlyOnceDriver: Sendable {
     let source: TopicSourceRun
+    let broker: EmbeddedBroker
     var settings: TopicSourceSettings { source.settings }
 
     func run() async throws {
         let topic = try TopicName(settings.topic)
         let config = source.consumerConfig()
-        let broker = source.broker, logger = source.logger, options = source.options
+        let logger = source.logger, options = source.options
         let lanes = LaneTable()
         let consumerBox = Mutex<Consumer?>(nil)
         let prepare: @Sendable ([TopicPartition]) async -> Void = { parts in
@@ -176,7 +188,7 @@ struct ExactlyOnceDriver: Sendable {
             while !Task.isCancelled {
                 let records = try await consumer.poll(maxWait: .milliseconds(options.drain ? 10 : 200))
                 if records.isEmpty {
-                    if options.drain, try await source.caughtUp(consumer) { break }
+                    if options.drain, try await source.caughtUp(consumer, broker: broker) { break }
                     continue
                 }
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -200,9 +212,9 @@ struct ExactlyOnceDriver: Sendable {
     /// fetched for the lane are not the ones to process).
     @discardableResult
     private func prepareLane(_ tp: TopicPartition, lanes: LaneTable, consumer: Consumer, fetchedFrom: Int64? = nil) async throws -> Bool {
-        let group = settings.group, graph = source.graph, broker = source.broker
+        let group = settings.group, graph = source.graph
         let lane = SourceLane(topic: tp.topic.rawValue, partition: tp.partition)
-        let transactionalId = "\(source.pipelineName)/\(group)/\(tp.topic)/\(tp.partition)"
+        let transactionalId = source.transactionalId(topic: tp.topic.rawValue, partition: tp.partition)
         let producer = try await Producer(broker: broker, config: ProducerConfig(transactionalId: transactionalId))
         // Read after the fence: an older owner can no longer commit.
         var committed = await broker.groups.committedOffsets(groupId: group)[tp]?.offset
@@ -236,7 +248,7 @@ struct ExactlyOnceDriver: Sendable {
         let external = graph.exactlyOnceSinks
         do {
             try producer.beginTransaction()
-            let transaction = LaneTransaction(lane: lane, producer: ProducerOutput(producer: producer), committedBelow: state.committedBelow)
+            let transaction = LaneTransaction(lane: lane, producer: ProducerOutput(producer: producer, broker: broker), committedBelow: state.committedBelow)
             try await source.process(part, context: LaneContext(lane: lane, transaction: transaction))
             for sink in external { try await sink.commit(lane, next: next) }
             try await producer.sendOffsetsToTransaction([tp: next], groupId: settings.group)

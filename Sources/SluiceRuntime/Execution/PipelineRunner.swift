@@ -26,7 +26,7 @@ public struct PipelineRunError: Error, Sendable, CustomStringConvertible {
 
 public final class PipelineRunner: Sendable {
     public let pipeline: Pipeline
-    let broker: EmbeddedBroker
+    let client: any BrokerClient
     let registry: ComponentRegistry
     let options: RunOptions
     let logger: Logger
@@ -36,10 +36,14 @@ public final class PipelineRunner: Sendable {
     /// sources and sinks for in-memory ones).
     let overrides: [String: BuiltComponent]
 
-    public init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry? = nil, options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
+    public convenience init(pipeline: Pipeline, broker: EmbeddedBroker, registry: ComponentRegistry? = nil, options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
+        self.init(pipeline: pipeline, client: EmbeddedBrokerClient(broker), registry: registry, options: options, overrides: overrides, logger: logger)
+    }
+
+    public init(pipeline: Pipeline, client: any BrokerClient, registry: ComponentRegistry? = nil, options: RunOptions = RunOptions(), overrides: [String: BuiltComponent] = [:], logger: Logger = Logger(label: "sluice.run")) {
         self.overrides = overrides
         self.pipeline = pipeline
-        self.broker = broker
+        self.client = client
         self.registry = registry ?? pipeline.registry
         self.options = options
         self.logger = logger
@@ -66,7 +70,7 @@ public final class PipelineRunner: Sendable {
     /// Runs until every source has ended (bounded sources, or drained topic sources) or the
     /// task is cancelled; then closes the sinks.
     public func run() async throws {
-        try createTopics()
+        try await client.createTopics(pipeline.topics)
         let graph = try await buildGraph()
         plainSources.withLock { list in
             list = pipeline.sources.compactMap { if case .source(let s)? = graph.built[$0.id] { return s }; return nil }
@@ -76,15 +80,12 @@ public final class PipelineRunner: Sendable {
                 for node in pipeline.sources {
                     switch graph.built[node.id]! {
                     case .topicSource(let settings):
-                        let source = TopicSourceRun(id: node.id, settings: settings, graph: graph, broker: broker, options: options, logger: logger, pipelineName: pipeline.name)
-                        if pipeline.guarantee == .exactlyOnce {
-                            if let b = graph.buffering.first {
-                                throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(b.id)' holds records across polls, which guarantee: exactly-once does not support yet")
-                            }
-                            group.addTask { try await ExactlyOnceDriver(source: source).run() }
-                        } else {
-                            group.addTask { try await AtLeastOnceDriver(source: source).run() }
+                        let source = TopicSourceRun(id: node.id, settings: settings, graph: graph, options: options, logger: logger, pipelineName: pipeline.name, guarantee: pipeline.guarantee)
+                        if pipeline.guarantee == .exactlyOnce, let b = graph.buffering.first {
+                            throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(b.id)' holds records across polls, which guarantee: exactly-once does not support yet")
                         }
+                        let client = self.client
+                        group.addTask { try await client.runTopicSource(source) }
                     case .source(let source):
                         group.addTask { try await Self.drive(source, id: node.id, graph: graph) }
                     default:
@@ -102,21 +103,8 @@ public final class PipelineRunner: Sendable {
         await graph.closeTransforms()
     }
 
-    private func createTopics() throws {
-        for t in pipeline.topics {
-            let name = try TopicName(t.name)
-            if !broker.topics.exists(name) {
-                do {
-                    try broker.topics.create(name, config: TopicConfig(partitions: t.partitions, flush: t.flush, retentionMs: t.retentionMs))
-                } catch let e as BrokerError where e.code == .topicExists {
-                    // Another pipeline in this process created it first.
-                }
-            }
-        }
-    }
-
     private func buildGraph() async throws -> Graph {
-        let context = BuildContext(services: BrokerServices(broker: broker), guarantee: pipeline.guarantee, pipelineName: pipeline.name)
+        let context = BuildContext(services: client.services, guarantee: pipeline.guarantee, pipelineName: pipeline.name)
         var built: [String: BuiltComponent] = [:]
         var specs: [String: ComponentSpec] = [:]
         for node in pipeline.nodes {
