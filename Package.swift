@@ -11,6 +11,12 @@ let package = Package(
         .library(name: "SluiceLog", targets: ["SluiceLog"]),
         .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     ],
+    // RdKafka: the librdkafka broker client (`broker: kafka://…`), which needs Debian's
+    // librdkafka-dev. Off by default, so the embedded broker builds without it; scripts/test
+    // builds with `--traits RdKafka`.
+    traits: [
+        .trait(name: "RdKafka", description: "Run pipelines against Kafka clusters through librdkafka (needs librdkafka-dev)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -66,6 +72,22 @@ let package = Package(
                 .product(name: "WAT", package: "WasmKit"),
             ]
         ),
+        // librdkafka's header (when installed) and a helper for its variadic produce call.
+        .target(
+            name: "CRdKafka",
+            linkerSettings: [.linkedLibrary("rdkafka", .when(traits: ["RdKafka"]))]
+        ),
+        // The BrokerClient over librdkafka; empty unless built with the RdKafka trait.
+        .target(
+            name: "SluiceRdKafka",
+            dependencies: [
+                "CRdKafka",
+                "SluiceComponents",
+                "SluiceRuntime",
+                "SluiceLog",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "SluiceKafkaWire",
             dependencies: [
@@ -86,6 +108,7 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceRuntime",
                 "SluiceKafkaWire",
+                .target(name: "SluiceRdKafka", condition: .when(traits: ["RdKafka"])),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

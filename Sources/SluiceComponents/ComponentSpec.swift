@@ -116,9 +116,9 @@ public struct ComponentConfig: Sendable {
 /// keep state in topics (dedupe's changelog) or write topics ask for it; plugins do not.
 public protocol ComponentServices: Sendable {
     /// Creates `topic` when it does not exist (a component's own internal topic).
-    func ensureTopic(_ topic: String, partitions: Int32, retentionMs: Int64) throws
+    func ensureTopic(_ topic: String, partitions: Int32, retentionMs: Int64) async throws
     /// Number of partitions of `topic`, or nil when there is no such topic.
-    func partitionCount(_ topic: String) -> Int32?
+    func partitionCount(_ topic: String) async -> Int32?
     /// A non-transactional output for topic sinks outside exactly-once.
     func output() async throws -> any LaneOutput
 }

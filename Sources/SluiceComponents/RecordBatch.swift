@@ -238,6 +238,13 @@ public struct RecordBatch: Sendable {
         slots.append(slot)
     }
 
+    /// Appends a record of lane 0 whose key and value are copied into the arena; its headers
+    /// are the ones appended from `headerStart` on (clients that hand out records one by one).
+    package mutating func appendCopied(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, offset: Int64, timestamp: Int64, headerStart: Int32) {
+        let k = store(key), v = store(value)
+        slots.append(RecordSlot(key: k, value: v, offset: offset, timestamp: timestamp, lane: 0, headerStart: headerStart, headerCount: Int32(headers.count) - headerStart, fieldStart: 0, fieldCount: 0, parse: .none))
+    }
+
     /// Appends every record of `other`. Sharing nothing with it, the tables are appended and
     /// the slots renumbered; the bytes stay in `other`'s stores, which this batch now holds too.
     public mutating func append(contentsOf other: RecordBatch) {

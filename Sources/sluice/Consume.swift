@@ -45,6 +45,7 @@ struct Consume: AsyncParsableCommand {
     var isolationLevel: IsolationLevel { IsolationLevel(rawValue: isolation)! }
 
     func run() async throws {
+        try global.requireEmbedded("consume")
         let name = try TopicName(topic)
         if group != nil {
             try await runInGroup(name)

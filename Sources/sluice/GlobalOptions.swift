@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Synchronization
 import SluiceBroker
+import SluiceRuntime
 
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Data directory of the embedded broker (default ./.sluice, or $SLUICE_DATA).", valueName: "dir"))
@@ -23,8 +24,15 @@ struct GlobalOptions: ParsableArguments {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
+        if let broker, broker != "embedded" && !PipelineLoader.isKafkaURL(broker) {
+            throw ValidationError("--broker must be 'embedded' or kafka://host:port[,host:port]; got '\(broker)'")
+        }
+    }
+
+    /// Commands that work on the data directory alone refuse a Kafka broker.
+    func requireEmbedded(_ command: String) throws {
         if let broker, broker != "embedded" {
-            throw ValidationError("--broker \(broker) is not supported yet: only the embedded broker is available in this version")
+            throw CLIError.user("sluice \(command) works on the embedded broker only so far; --broker \(broker) is supported by sluice run")
         }
     }
 

@@ -17,6 +17,7 @@ struct GroupCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
+            try global.requireEmbedded("group")
             global.bootstrapLogging()
             if !DataDirectoryProbe.exists(global.dataPath) { return }
             let inspector = try GroupInspector(topics: try global.openTopics(readOnly: true))
@@ -37,6 +38,7 @@ struct GroupCommand: AsyncParsableCommand {
         @Argument var group: String
 
         func run() async throws {
+            try global.requireEmbedded("group")
             let inspector = try GroupInspector(topics: try global.openTopics(readOnly: true))
             guard let r = try inspector.report(group) else { throw CLIError.user("group '\(group)' does not exist (it has no committed offsets)") }
             let live = r.writerPid != nil
@@ -103,6 +105,7 @@ struct GroupCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            try global.requireEmbedded("group")
             let name = try TopicName(topic)
             global.bootstrapLogging()
             // Members live in the process that holds the data directory.

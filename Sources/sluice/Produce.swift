@@ -27,6 +27,7 @@ struct Produce: ParsableCommand {
     }
 
     func run() throws {
+        try global.requireEmbedded("produce")
         let name = try TopicName(topic)
         let topics = try global.openTopics(readOnly: false)
         defer { topics.close() }

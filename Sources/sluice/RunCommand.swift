@@ -65,14 +65,27 @@ struct Run: AsyncParsableCommand {
         global.bootstrapLogging()
         let list = try pipelineFiles(files)
         let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
-        if let remote = pipelines.first(where: { $0.broker != "embedded" }) {
-            throw CLIError.user("\(remote.file): broker \(remote.broker) is not supported yet; only the embedded broker is available in this version")
-        }
         global.bootstrapLogging()
         let logger = Logger(label: "sluice")
-        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
+        // --broker overrides the files' broker.
+        let brokerOf: (Pipeline) -> String = { global.broker ?? $0.broker }
+        var broker: EmbeddedBroker?
+        if pipelines.contains(where: { brokerOf($0) == "embedded" }) {
+            broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
+        }
+        let kafka = KafkaClients()
         let options = RunOptions(drain: drain)
-        let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, options: options, logger: logger) }
+        var runners: [PipelineRunner] = []
+        do {
+            for p in pipelines {
+                let url = brokerOf(p)
+                let client: any BrokerClient = url == "embedded" ? EmbeddedBrokerClient(broker!) : try kafka.client(url: url, options: p.brokerOptions, file: p.file, logger: logger)
+                runners.append(PipelineRunner(pipeline: p, client: client, options: options, logger: logger))
+            }
+        } catch {
+            await broker?.close()
+            throw error
+        }
         let stop = StopSignal()
         let start = ContinuousClock.now
         let progress = quiet ? nil : ProgressReporter(runners: runners, logger: logger)
@@ -103,10 +116,12 @@ struct Run: AsyncParsableCommand {
                 group.cancelAll()
             }
         } catch {
-            await broker.close()
+            await kafka.close()
+            await broker?.close()
             throw error
         }
-        await broker.close()
+        await kafka.close()
+        await broker?.close()
         progress?.finish()
         if !quiet {
             let seconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)

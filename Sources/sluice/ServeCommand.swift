@@ -24,6 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
+        try global.requireEmbedded("serve")
         let list = try pipelineFiles(files)
         let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
         let (host, port) = try Self.hostPort(kafka, "--kafka")

@@ -35,6 +35,7 @@ struct TopicCommand: ParsableCommand {
         }
 
         func run() throws {
+            try global.requireEmbedded("topic")
             let topicName = try TopicName(name)
             if topicName.isInternal { throw topicName.reservedError }
             let config = TopicConfig(
@@ -59,6 +60,7 @@ struct TopicCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() throws {
+            try global.requireEmbedded("topic")
             global.bootstrapLogging()
             if !DataDirectoryProbe.exists(global.dataPath) { return }
             let topics = try global.openTopics(readOnly: true)
@@ -72,6 +74,7 @@ struct TopicCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
+            try global.requireEmbedded("topic")
             let topicName = try TopicName(name)
             let topics = try global.openTopics(readOnly: true)
             let d = try topics.describe(topicName)
@@ -89,6 +92,7 @@ struct TopicCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
+            try global.requireEmbedded("topic")
             let topicName = try TopicName(name)
             if topicName.isInternal { throw topicName.reservedError }
             let topics = try global.openTopics(readOnly: false)

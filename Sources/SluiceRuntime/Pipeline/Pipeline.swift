@@ -31,8 +31,11 @@ public struct ComponentNode: Sendable {
 public struct Pipeline: Sendable {
     public var name: String
     public var file: String
-    /// "embedded" or "kafka://host:port".
+    /// "embedded" or "kafka://host:port[,host:port]".
     public var broker: String
+    /// Client settings for a Kafka broker (`broker_options:`): any librdkafka property, e.g.
+    /// security.protocol, sasl.mechanism, sasl.username.
+    public var brokerOptions: [String: String] = [:]
     public var guarantee: Guarantee
     public var topics: [TopicDeclaration]
     /// Sources first, then transforms in dependency order, then sinks.

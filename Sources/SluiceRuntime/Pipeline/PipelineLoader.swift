@@ -9,7 +9,7 @@ public struct PipelineLoader: Sendable {
     public let registry: ComponentRegistry
     public let environment: [String: String]
 
-    static let topLevelKeys = ["name", "description", "broker", "guarantee", "topics", "sources", "transforms", "sinks", "tests"]
+    static let topLevelKeys = ["name", "description", "broker", "broker_options", "guarantee", "topics", "sources", "transforms", "sinks", "tests"]
     static let topicKeys = ["partitions", "flush", "retention"]
 
     public init(registry: ComponentRegistry = .builtIns(), environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -112,8 +112,23 @@ struct LoadContext {
         }
         var broker = "embedded"
         if let b = seen["broker"] {
-            if let s = scalarString(b), s == "embedded" || Self.isKafkaURL(s) { broker = s } else {
-                error(at: b, "broker must be 'embedded' or kafka://host:port")
+            if let s = scalarString(b), s == "embedded" || PipelineLoader.isKafkaURL(s) { broker = s } else {
+                error(at: b, "broker must be 'embedded' or kafka://host:port[,host:port]")
+            }
+        }
+        var brokerOptions: [String: String] = [:]
+        if let o = seen["broker_options"] {
+            if case .mapping(let m) = o {
+                for (k, v) in m {
+                    if let name = scalarString(k), let value = scalarString(v) { brokerOptions[name] = value } else {
+                        error(at: v, "broker_options maps librdkafka property names to values, e.g. security.protocol: SASL_SSL")
+                    }
+                }
+                if broker == "embedded" && !brokerOptions.isEmpty {
+                    error(at: o, "broker_options apply to a Kafka broker; this pipeline uses the embedded one", hint: "add broker: kafka://host:port")
+                }
+            } else {
+                error(at: o, "broker_options must map librdkafka property names to values")
             }
         }
         var guarantee = Guarantee.atLeastOnce
@@ -186,14 +201,9 @@ struct LoadContext {
             nodes[i].inputPositions = kept.map(\.1)
         }
         let ordered = checkGraph(nodes)
-        return Pipeline(name: name, file: file, broker: broker, guarantee: guarantee, topics: topics, nodes: ordered, registry: registry)
-    }
-
-    static func isKafkaURL(_ s: String) -> Bool {
-        guard s.hasPrefix("kafka://") else { return false }
-        let rest = s.dropFirst(8)
-        let parts = rest.split(separator: ":")
-        return parts.count == 2 && !parts[0].isEmpty && Int(parts[1]).map { $0 > 0 && $0 < 65536 } == true
+        var pipeline = Pipeline(name: name, file: file, broker: broker, guarantee: guarantee, topics: topics, nodes: ordered, registry: registry)
+        pipeline.brokerOptions = brokerOptions
+        return pipeline
     }
 
     // MARK: Topics
@@ -456,5 +466,17 @@ struct LoadContext {
     func scalarString(_ n: Node) -> String? {
         guard case .scalar(let s) = n else { return nil }
         return s.string
+    }
+}
+
+extension PipelineLoader {
+    /// kafka://host:port, or several host:port separated by commas.
+    public static func isKafkaURL(_ s: String) -> Bool {
+        guard s.hasPrefix("kafka://") else { return false }
+        let hosts = s.dropFirst(8).split(separator: ",", omittingEmptySubsequences: false)
+        return !hosts.isEmpty && hosts.allSatisfy { h in
+            let parts = h.split(separator: ":")
+            return parts.count == 2 && !parts[0].isEmpty && Int(parts[1]).map { $0 > 0 && $0 < 65536 } == true
+        }
     }
 }
