@@ -48,7 +48,7 @@ final class RdConsumer: @unchecked Sendable {
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
             ("max.partition.fetch.bytes", "\(max(1024, fetchBytes))"),
-            ("fetch.max.bytes", "\(max(1024, fetchBytes) * 4)"),
+            ("fetch.max.bytes", "\(max(2 << 20, fetchBytes * 4))"),  // at least message.max.bytes (1 MB)
             ("fetch.wait.max.ms", "100"),
         ]
         let conf = try makeConf(settings, own)

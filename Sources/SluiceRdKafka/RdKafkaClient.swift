@@ -49,7 +49,7 @@ public final class RdKafkaClient: BrokerClient, @unchecked Sendable {
     }
 
     func consumer(for source: TopicSourceRun) throws -> RdConsumer {
-        try RdConsumer(settings, group: source.settings.group, clientId: "\(source.pipelineName).\(source.id)",
+        try RdConsumer(settings, group: source.settings.group, clientId: "\(source.pipelineName).\(source.id)@\(ProcessInfo.processInfo.hostName):\(getpid())",
                        earliest: source.settings.start != .latest, readCommitted: source.settings.isolation == .readCommitted || source.guarantee == .exactlyOnce,
                        fetchBytes: source.settings.fetchBytes, logger: logger)
     }
@@ -191,6 +191,12 @@ struct RdExactlyOnceDriver {
     let source: TopicSourceRun
     let client: RdKafkaClient
 
+    /// REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID.
+    static let groupMovedCodes: Set<Int32> = [
+        RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue,
+        RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID.rawValue,
+    ]
+
     final class Lanes: @unchecked Sendable {
         private let lanes = Mutex<[SourceLane: (producer: RdProducer, committedBelow: Int64)]>([:])
         func get(_ lane: SourceLane) -> (producer: RdProducer, committedBelow: Int64)? { lanes.withLock { $0[lane] } }
@@ -275,6 +281,14 @@ struct RdExactlyOnceDriver {
             if let e = error as? RdKafkaError, e.isFenced {
                 source.logger.info("lane \(lane.text) was fenced by a newer owner; dropping it")
                 if let p = lanes.remove(lane) { await p.close() }
+                try await consumer.seek(lane, to: part.from)
+                return
+            }
+            if let e = error as? RdKafkaError, e.requiresAbort || e.isRetriable || Self.groupMovedCodes.contains(e.code) {
+                // The group moved on under the transaction (a rebalance between the poll and
+                // the commit): it was aborted; the lane's records are read again from the
+                // last commit, by this worker or the partition's new owner.
+                source.logger.info("lane \(lane.text): transaction aborted (\(e.message)); reading again from offset \(part.from)")
                 try await consumer.seek(lane, to: part.from)
                 return
             }

@@ -124,9 +124,6 @@ struct LoadContext {
                         error(at: v, "broker_options maps librdkafka property names to values, e.g. security.protocol: SASL_SSL")
                     }
                 }
-                if broker == "embedded" && !brokerOptions.isEmpty {
-                    error(at: o, "broker_options apply to a Kafka broker; this pipeline uses the embedded one", hint: "add broker: kafka://host:port")
-                }
             } else {
                 error(at: o, "broker_options must map librdkafka property names to values")
             }

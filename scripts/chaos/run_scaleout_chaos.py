@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Scale-out chaos: several `sluice run` workers share one pipeline's partitions through a
+Kafka-protocol broker (`sluice serve`, reached through librdkafka), and workers are SIGKILLed
+and restarted at random; then check_exactly_once.py judges the output.
+
+Input: a 6-partition topic of N keyed records {"id", "key", "seq"} produced with
+confluent-kafka. The pipeline (topic -> json -> throttle -> map -> topic, exactly-once) runs in
+--workers processes with `--broker kafka://127.0.0.1:PORT`, one consumer group between them.
+A throttle keeps each worker slow enough that kills land while records are in flight: before
+each kill the run waits until the output has grown since the last one (the group is past
+the previous rebalance), then a random moment more. After --kills kills, the workers are left to drain the input (a last worker drains what is left),
+the broker is stopped, and the checker reads the output from its data directory.
+
+Exit status: the checker's (0 ok, 1 defects), or 2 when the run itself went wrong.
+"""
+import argparse
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+PIPELINE = """\
+name: scaleout
+guarantee: {guarantee}
+topics:
+  input: {{ partitions: 6 }}
+  output: {{ partitions: 6 }}
+broker_options:
+  session.timeout.ms: "3000"
+sources:
+  in: {{ type: topic, topic: input, fetch_bytes: 16KiB, batch_records: 200 }}
+transforms:
+  parse: {{ type: json, inputs: [in] }}
+  slow: {{ type: throttle, inputs: [parse], rate: {rate} }}
+  m: {{ type: map, inputs: [slow], set: {{ doubled: "seq * 2" }} }}
+sinks:
+  out: {{ type: topic, inputs: [m], topic: output, key: key }}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sluice", required=True)
+    p.add_argument("--work", required=True, help="an empty directory for the data and outputs")
+    p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--kills", type=int, default=15)
+    p.add_argument("--records", type=int, default=30_000)
+    p.add_argument("--keys", type=int, default=300)
+    p.add_argument("--rate", type=int, default=500, help="records per second per worker (throttle)")
+    p.add_argument("--guarantee", default="exactly-once", choices=["exactly-once", "at-least-once"])
+    p.add_argument("--seed", type=int, default=None)
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    os.makedirs(a.work, exist_ok=True)
+    data = os.path.join(a.work, "data")
+    port = free_port()
+    url = f"kafka://127.0.0.1:{port}"
+    serve_log = open(os.path.join(a.work, "serve.log"), "w")
+    serve = subprocess.Popen([a.sluice, "serve", "--kafka", f"127.0.0.1:{port}", "--data", data],
+                             stdout=serve_log, stderr=subprocess.STDOUT)
+    workers = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        for f in admin.create_topics([NewTopic("input", 6, 1)]).values():
+            f.result(20)
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "enable.idempotence": True, "linger.ms": 5})
+        for i in range(a.records):
+            key = f"k{i % a.keys}"
+            producer.produce("input", key=key, value=f'{{"id":{i},"key":"{key}","seq":{i // a.keys}}}')
+            if i % 10_000 == 0:
+                producer.poll(0)
+        if producer.flush(30) != 0:
+            print("error: the input was not all delivered", file=sys.stderr)
+            return 2
+
+        pipeline = os.path.join(a.work, "scaleout.yaml")
+        with open(pipeline, "w") as out:
+            out.write(PIPELINE.format(guarantee=a.guarantee, rate=a.rate))
+
+        def start(n):
+            log = open(os.path.join(a.work, f"worker-{n}.log"), "a")
+            return subprocess.Popen([a.sluice, "run", "--quiet", "--drain", pipeline, "--broker", url, "--data", os.path.join(a.work, f"w{n}")],
+                                    stdout=log, stderr=subprocess.STDOUT)
+
+        from confluent_kafka import Consumer, TopicPartition
+        probe = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "chaos-probe"})
+
+        def output_end():
+            try:
+                return sum(probe.get_watermark_offsets(TopicPartition("output", n), timeout=5)[1] for n in range(6))
+            except Exception:
+                return 0
+
+        workers = [start(n) for n in range(a.workers)]
+        kills = 0
+        started = time.monotonic()
+        while kills < a.kills:
+            base = output_end()
+            deadline = time.monotonic() + 60
+            while output_end() <= base and time.monotonic() < deadline:
+                if all(w.poll() is not None for w in workers):
+                    break
+                time.sleep(0.05)
+            if output_end() <= base:
+                print(f"error: the output stopped growing after {kills} kills", file=sys.stderr)
+                return 2
+            time.sleep(rng.uniform(0.1, 0.8))
+            alive = [n for n, w in enumerate(workers) if w.poll() is None]
+            if not alive:
+                break
+            n = rng.choice(alive)
+            workers[n].send_signal(signal.SIGKILL)
+            workers[n].wait()
+            kills += 1
+            workers[n] = start(n)
+        for n, w in enumerate(workers):
+            try:
+                w.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                print(f"error: worker {n} did not finish", file=sys.stderr)
+                return 2
+            if w.returncode != 0:
+                print(f"error: worker {n} exited {w.returncode}; see {a.work}/worker-{n}.log:\n" + open(os.path.join(a.work, f"worker-{n}.log")).read()[-3000:], file=sys.stderr)
+                return 2
+        # Whatever no worker was left to take (a worker drains only its own partitions).
+        last = subprocess.run([a.sluice, "run", "--quiet", "--drain", pipeline, "--broker", url, "--data", os.path.join(a.work, "wlast")], capture_output=True, text=True)
+        if last.returncode != 0:
+            print(f"error: the last worker exited {last.returncode}: {last.stderr.strip()}", file=sys.stderr)
+            return 2
+        print(f"chaos: {a.workers} workers, {a.guarantee} through librdkafka: {kills} SIGKILLs in {time.monotonic() - started:.1f} s")
+        if kills < a.kills:
+            print(f"error: the input drained after only {kills} kills; lower --rate", file=sys.stderr)
+            return 2
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+    check = [sys.executable, os.path.join(HERE, "check_exactly_once.py"), "--sluice", a.sluice, "--data", data,
+             "--records", str(a.records), "--topic", "output"]
+    if a.guarantee == "at-least-once":
+        check.append("--allow-duplicates")
+    sys.stdout.flush()
+    return subprocess.run(check).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
