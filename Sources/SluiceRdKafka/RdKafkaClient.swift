@@ -22,6 +22,15 @@ public final class RdKafkaClient: BrokerClient, @unchecked Sendable {
         settings = try RdKafkaSettings(url: url, properties: properties)
         name = url
         self.logger = logger
+        // The user's properties are checked now, so a bad one stops the run before it starts.
+        rd_kafka_conf_destroy(try makeConf(settings, []))
+    }
+
+    /// Runs `body`; a librdkafka failure stops the pipeline with a sentence naming the broker.
+    private func failing<T>(_ pipeline: String, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as RdKafkaError {
+            throw PipelineRunError(pipeline: pipeline, message: "broker \(name): \(e.message)")
+        }
     }
 
     func sharedProducer() throws -> RdProducer {
@@ -42,9 +51,11 @@ public final class RdKafkaClient: BrokerClient, @unchecked Sendable {
     }
 
     public func runTopicSource(_ source: TopicSourceRun) async throws {
-        switch source.guarantee {
-        case .atLeastOnce: try await RdAtLeastOnceDriver(source: source, client: self).run()
-        case .exactlyOnce: try await RdExactlyOnceDriver(source: source, client: self).run()
+        try await failing(source.pipelineName) {
+            switch source.guarantee {
+            case .atLeastOnce: try await RdAtLeastOnceDriver(source: source, client: self).run()
+            case .exactlyOnce: try await RdExactlyOnceDriver(source: source, client: self).run()
+            }
         }
     }
 

@@ -22,6 +22,10 @@ public struct PipelineRunError: Error, Sendable, CustomStringConvertible {
     public var pipeline: String
     public var message: String
     public var description: String { "pipeline '\(pipeline)': \(message)" }
+    public init(pipeline: String, message: String) {
+        self.pipeline = pipeline
+        self.message = message
+    }
 }
 
 public final class PipelineRunner: Sendable {
@@ -70,7 +74,9 @@ public final class PipelineRunner: Sendable {
     /// Runs until every source has ended (bounded sources, or drained topic sources) or the
     /// task is cancelled; then closes the sinks.
     public func run() async throws {
-        try await client.createTopics(pipeline.topics)
+        do { try await client.createTopics(pipeline.topics) } catch let e as BrokerError { throw e } catch {
+            throw PipelineRunError(pipeline: pipeline.name, message: "creating its topics on broker \(client.name): \(error)")
+        }
         let graph = try await buildGraph()
         plainSources.withLock { list in
             list = pipeline.sources.compactMap { if case .source(let s)? = graph.built[$0.id] { return s }; return nil }
