@@ -292,3 +292,24 @@ extension SourceLane {
     var text: String { "\(topic ?? "-")/\(partition)" }
 }
 #endif
+
+#if RdKafka
+/// Reads a group's committed offsets without joining it (for benchmarks and tools).
+public final class RdConsumerProbe: Sendable {
+    private let consumer: RdConsumer
+    private let topic: String
+
+    public init(_ client: RdKafkaClient, group: String, topic: String = "bench-in") throws {
+        consumer = try RdConsumer(client.settings, group: group, clientId: "sluice-probe", earliest: true, readCommitted: false, fetchBytes: 1 << 20, logger: client.logger)
+        self.topic = topic
+    }
+
+    /// The sum of the group's committed offsets over partitions 0..<partitions.
+    public func committed(partitions: Int32) async throws -> Int {
+        let lanes = (0..<partitions).map { SourceLane(topic: topic, partition: $0) }
+        return Int(try await consumer.committed(lanes).values.reduce(0, +))
+    }
+
+    public func close() async { await consumer.close() }
+}
+#endif

@@ -31,9 +31,7 @@ struct PipelineBench: AsyncParsableCommand {
         #if DEBUG
         emit("note: this is a debug build; build with -c release for real figures")
         #endif
-        let lines = (0..<max(records, bytewaxRecords)).map { i in
-            #"{"id":\#(i),"user":"user-\#(i % 1000)","amount":\#((i * 37) % 100),"status":"paid","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#
-        }
+        let lines = Self.inputLines(max(records, bytewaxRecords))
         let avg = lines.prefix(1000).reduce(0) { $0 + $1.utf8.count } / 1000
         emit("sluice bench pipeline: \(records) JSON records of ~\(avg) bytes over \(partitions) partitions; job: parse, keep amount > 50, add cents = amount * 100, write")
 
@@ -76,6 +74,13 @@ struct PipelineBench: AsyncParsableCommand {
 
         let expr = ExpressionBenchmark.run(predicates: predicates)
         emit(String(format: "expressions `amount > 50 and status == \"paid\"` and `amount > 50` over parsed records: %.0f predicates/s (checksum %d)", expr.perSecond, expr.checksum))
+    }
+
+    /// The benchmarks' input: JSON records of about 100 bytes, half of them with amount > 50.
+    static func inputLines(_ count: Int) -> [String] {
+        (0..<count).map { i in
+            #"{"id":\#(i),"user":"user-\#(i % 1000)","amount":\#((i * 37) % 100),"status":"paid","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#
+        }
     }
 
     /// Runs the job `runs` times, each with its own group and output topic: the median rate,

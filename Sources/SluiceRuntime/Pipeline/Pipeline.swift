@@ -7,6 +7,13 @@ public struct TopicDeclaration: Sendable, Hashable {
     public var partitions: Int32
     public var flush: String
     public var retentionMs: Int64
+
+    public init(name: String, partitions: Int32, flush: String = "interval", retentionMs: Int64 = 7 * 86_400_000) {
+        self.name = name
+        self.partitions = partitions
+        self.flush = flush
+        self.retentionMs = retentionMs
+    }
 }
 
 /// A wire from one component's output into another: `parse`, `parse.errors`, `route.big`.
