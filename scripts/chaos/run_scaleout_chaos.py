@@ -57,7 +57,7 @@ def main():
     p.add_argument("--kills", type=int, default=15)
     p.add_argument("--records", type=int, default=30_000)
     p.add_argument("--keys", type=int, default=300)
-    p.add_argument("--rate", type=int, default=500, help="records per second per worker (throttle)")
+    p.add_argument("--rate", type=int, default=300, help="records per second per worker (throttle)")
     p.add_argument("--guarantee", default="exactly-once", choices=["exactly-once", "at-least-once"])
     p.add_argument("--seed", type=int, default=None)
     a = p.parse_args()
