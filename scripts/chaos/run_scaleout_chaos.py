@@ -3,13 +3,15 @@
 Kafka-protocol broker (`sluice serve`, reached through librdkafka), and workers are SIGKILLed
 and restarted at random; then check_exactly_once.py judges the output.
 
-Input: a 6-partition topic of N keyed records {"id", "key", "seq"} produced with
-confluent-kafka. The pipeline (topic -> json -> throttle -> map -> topic, exactly-once) runs in
---workers processes with `--broker kafka://127.0.0.1:PORT`, one consumer group between them.
-A throttle keeps each worker slow enough that kills land while records are in flight: before
-each kill the run waits until the output has grown since the last one (the group is past
-the previous rebalance), then a random moment more. After --kills kills, the workers are left to drain the input (a last worker drains what is left),
-the broker is stopped, and the checker reads the output from its data directory.
+Input: a 6-partition topic of keyed records {"id", "key", "seq"}, produced with
+confluent-kafka at --produce-rate records per second for as long as the kills go on, so there
+are always records in flight and the input never runs out early. The pipeline (topic -> json
+-> throttle -> map -> topic, exactly-once) runs in --workers processes with `--broker
+kafka://127.0.0.1:PORT`, one consumer group between them. Before each kill the run waits until
+the output has grown since the last one (the group is past the previous rebalance), then a
+random moment more. After --kills kills the producer stops, the run waits until the group has
+committed the whole input, stops the workers with SIGTERM (each must exit 0), stops the
+broker, and the checker reads the output from its data directory.
 
 Exit status: the checker's (0 ok, 1 defects), or 2 when the run itself went wrong.
 """
@@ -20,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,9 +58,9 @@ def main():
     p.add_argument("--work", required=True, help="an empty directory for the data and outputs")
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--kills", type=int, default=15)
-    p.add_argument("--records", type=int, default=30_000)
+    p.add_argument("--produce-rate", type=int, default=400, help="input records per second while the kills go on")
     p.add_argument("--keys", type=int, default=300)
-    p.add_argument("--rate", type=int, default=300, help="records per second per worker (throttle)")
+    p.add_argument("--rate", type=int, default=500, help="records per second per worker (throttle)")
     p.add_argument("--guarantee", default="exactly-once", choices=["exactly-once", "at-least-once"])
     p.add_argument("--seed", type=int, default=None)
     a = p.parse_args()
@@ -70,6 +73,7 @@ def main():
     serve = subprocess.Popen([a.sluice, "serve", "--kafka", f"127.0.0.1:{port}", "--data", data],
                              stdout=serve_log, stderr=subprocess.STDOUT)
     workers = []
+    records = 0
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -84,14 +88,20 @@ def main():
         for f in admin.create_topics([NewTopic("input", 6, 1)]).values():
             f.result(20)
         producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "enable.idempotence": True, "linger.ms": 5})
-        for i in range(a.records):
-            key = f"k{i % a.keys}"
-            producer.produce("input", key=key, value=f'{{"id":{i},"key":"{key}","seq":{i // a.keys}}}')
-            if i % 10_000 == 0:
+        produced = [0]
+        stop_producing = threading.Event()
+
+        def produce_input():
+            # --produce-rate records per second, in tenths of a second, until told to stop.
+            step = max(1, a.produce_rate // 10)
+            while not stop_producing.is_set():
+                for _ in range(step):
+                    i = produced[0]
+                    key = f"k{i % a.keys}"
+                    producer.produce("input", key=key, value=f'{{"id":{i},"key":"{key}","seq":{i // a.keys}}}')
+                    produced[0] += 1
                 producer.poll(0)
-        if producer.flush(30) != 0:
-            print("error: the input was not all delivered", file=sys.stderr)
-            return 2
+                time.sleep(0.1)
 
         pipeline = os.path.join(a.work, "scaleout.yaml")
         with open(pipeline, "w") as out:
@@ -99,7 +109,7 @@ def main():
 
         def start(n):
             log = open(os.path.join(a.work, f"worker-{n}.log"), "a")
-            return subprocess.Popen([a.sluice, "run", "--quiet", "--drain", pipeline, "--broker", url, "--data", os.path.join(a.work, f"w{n}")],
+            return subprocess.Popen([a.sluice, "run", "--quiet", pipeline, "--broker", url, "--data", os.path.join(a.work, f"w{n}")],
                                     stdout=log, stderr=subprocess.STDOUT)
 
         from confluent_kafka import Consumer, TopicPartition
@@ -111,6 +121,8 @@ def main():
             except Exception:
                 return 0
 
+        feeder = threading.Thread(target=produce_input, daemon=True)
+        feeder.start()
         workers = [start(n) for n in range(a.workers)]
         kills = 0
         started = time.monotonic()
@@ -133,24 +145,36 @@ def main():
             workers[n].wait()
             kills += 1
             workers[n] = start(n)
+        stop_producing.set()
+        feeder.join()
+        if producer.flush(30) != 0:
+            print("error: the input was not all delivered", file=sys.stderr)
+            return 2
+        records = produced[0]
+        # Every input record committed by the group, then a graceful stop.
+        watcher = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "scaleout"})
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            offsets = watcher.committed([TopicPartition("input", n) for n in range(6)], timeout=10)
+            if sum(max(0, t.offset) for t in offsets) >= records:
+                break
+            time.sleep(0.2)
+        else:
+            print(f"error: the group did not commit all {records} input records within 300 s", file=sys.stderr)
+            return 2
+        watcher.close()
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
         for n, w in enumerate(workers):
             try:
-                w.wait(timeout=600)
+                w.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                print(f"error: worker {n} did not finish", file=sys.stderr)
+                print(f"error: worker {n} did not stop within 60 s of SIGTERM", file=sys.stderr)
                 return 2
             if w.returncode != 0:
                 print(f"error: worker {n} exited {w.returncode}; see {a.work}/worker-{n}.log:\n" + open(os.path.join(a.work, f"worker-{n}.log")).read()[-3000:], file=sys.stderr)
                 return 2
-        # Whatever no worker was left to take (a worker drains only its own partitions).
-        last = subprocess.run([a.sluice, "run", "--quiet", "--drain", pipeline, "--broker", url, "--data", os.path.join(a.work, "wlast")], capture_output=True, text=True)
-        if last.returncode != 0:
-            print(f"error: the last worker exited {last.returncode}: {last.stderr.strip()}", file=sys.stderr)
-            return 2
-        print(f"chaos: {a.workers} workers, {a.guarantee} through librdkafka: {kills} SIGKILLs in {time.monotonic() - started:.1f} s")
-        if kills < a.kills:
-            print(f"error: the input drained after only {kills} kills; lower --rate", file=sys.stderr)
-            return 2
+        print(f"chaos: {a.workers} workers, {a.guarantee} through librdkafka: {kills} SIGKILLs in {time.monotonic() - started:.1f} s, {records} input records")
     finally:
         for w in workers:
             if w.poll() is None:
@@ -161,7 +185,7 @@ def main():
         except subprocess.TimeoutExpired:
             serve.kill()
     check = [sys.executable, os.path.join(HERE, "check_exactly_once.py"), "--sluice", a.sluice, "--data", data,
-             "--records", str(a.records), "--topic", "output"]
+             "--records", str(records), "--topic", "output"]
     if a.guarantee == "at-least-once":
         check.append("--allow-duplicates")
     sys.stdout.flush()
