@@ -111,8 +111,10 @@ func installCallbacks(_ conf: OpaquePointer, _ callbacks: RdCallbacks) -> Unmana
     rd_kafka_conf_set_opaque(conf, retained.toOpaque())
     rd_kafka_conf_set_log_cb(conf) { rk, level, facility, line in
         guard let cb = RdCallbacks.from(rk) else { return }
-        let text = "\(cb.name): librdkafka \(facility.map { String(cString: $0) } ?? "-"): \(line.map { String(cString: $0) } ?? "")"
-        switch level {
+        let fac = facility.map { String(cString: $0) } ?? "-"
+        let text = "\(cb.name): librdkafka \(fac): \(line.map { String(cString: $0) } ?? "")"
+        // A failed connection is retried by librdkafka itself: a warning, not an error.
+        switch fac == "FAIL" ? max(level, 4) : level {
         case ...3: cb.logger.error("\(text)")
         case 4: cb.logger.warning("\(text)")
         case 5: cb.logger.notice("\(text)")
