@@ -18,8 +18,7 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
     /// Serves delivery reports: a thread that waits in rd_kafka_poll.
     private let poller: Thread
     private let stopping = StopFlag()
-    private let pollerDone = NSCondition()
-    private var pollerExited = false
+    private let pollerDone = ExitSignal()
     private let metadata: RdMetadata
     let transactional: Bool
 
@@ -56,9 +55,7 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
         poller = Thread {
             let rk = h.rk
             while !stop.isSet { rd_kafka_poll(rk, 100) }
-            done.lock()
             done.signal()
-            done.unlock()
         }
         poller.name = "\(name)-poll"
         poller.start()
@@ -169,9 +166,7 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
             let rk = h.rk
             _ = rd_kafka_flush(rk, 30_000)
             stop.set()
-            done.lock()
-            done.wait(until: Date().addingTimeInterval(1))
-            done.unlock()
+            done.wait(seconds: 1)
             h.destroy()
         }
         worker.stop()
@@ -250,6 +245,26 @@ final class RdMetadata: Sendable {
 #endif
 
 #if RdKafka
+/// A thread's exit, waited for by another (at most a given time).
+final class ExitSignal: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var exited = false  // guarded by `condition`
+
+    func signal() {
+        condition.lock()
+        exited = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func wait(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        condition.lock()
+        while !exited && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+}
+
 /// A flag one thread sets and another polls.
 final class StopFlag: Sendable {
     private let value = Atomic<Bool>(false)
