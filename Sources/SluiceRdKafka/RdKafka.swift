@@ -114,7 +114,12 @@ func installCallbacks(_ conf: OpaquePointer, _ callbacks: RdCallbacks) -> Unmana
         let fac = facility.map { String(cString: $0) } ?? "-"
         let text = "\(cb.name): librdkafka \(fac): \(line.map { String(cString: $0) } ?? "")"
         // A failed connection is retried by librdkafka itself: a warning, not an error.
-        switch fac == "FAIL" ? max(level, 4) : level {
+        // `broker_options` go to a pipeline's consumers and producers alike, so a consumer
+        // property ignored by a producer (or the reverse) is expected, not a warning.
+        let other = fac == "CONFWARN" && text.contains(" property and will be ignored by this ")
+        // A failed transaction is the caller's to handle (the lane drivers abort it and read
+        // the records again, and log that themselves).
+        switch fac == "FAIL" ? max(level, 4) : other ? 7 : fac == "TXNERR" ? 6 : level {
         case ...3: cb.logger.error("\(text)")
         case 4: cb.logger.warning("\(text)")
         case 5: cb.logger.notice("\(text)")

@@ -195,9 +195,13 @@ struct RdAtLeastOnceDriver {
 }
 
 /// Exactly-once: a transactional producer per lane (transactional id `<pipeline>/<group>/
-/// <topic>/<partition>`, created on the lane's first records, which fences any older owner
-/// and aborts its open transaction); each lane's share of a poll is one transaction of its
-/// outputs and its next source offset, sent with the consumer's group metadata.
+/// <topic>/<partition>`), created as soon as the partition is assigned: that fences any older
+/// owner and aborts the transaction it left open. It must not wait for the lane's first
+/// records: the consumer cannot fetch them before it knows the committed offset, and a
+/// broker answers that fetch with UNSTABLE_OFFSET_COMMIT while the dead owner's transaction
+/// holds offsets for the partition — until the transaction times out. Each lane's share of
+/// a poll is one transaction of its outputs and its next source offset, sent with the
+/// consumer's group metadata.
 struct RdExactlyOnceDriver {
     let source: TopicSourceRun
     let client: RdKafkaClient
@@ -208,10 +212,17 @@ struct RdExactlyOnceDriver {
         RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID.rawValue,
     ]
 
+    /// A lane's producer and, once its first records were checked against the group's
+    /// committed offset, that offset (-1 for none).
+    struct Lane {
+        var producer: RdProducer
+        var committedBelow: Int64?
+    }
+
     final class Lanes: @unchecked Sendable {
-        private let lanes = Mutex<[SourceLane: (producer: RdProducer, committedBelow: Int64)]>([:])
-        func get(_ lane: SourceLane) -> (producer: RdProducer, committedBelow: Int64)? { lanes.withLock { $0[lane] } }
-        func set(_ lane: SourceLane, _ value: (producer: RdProducer, committedBelow: Int64)) { lanes.withLock { $0[lane] = value } }
+        private let lanes = Mutex<[SourceLane: Lane]>([:])
+        func get(_ lane: SourceLane) -> Lane? { lanes.withLock { $0[lane] } }
+        func set(_ lane: SourceLane, _ value: Lane) { lanes.withLock { $0[lane] = value } }
         func remove(_ lane: SourceLane) -> RdProducer? { lanes.withLock { $0.removeValue(forKey: lane)?.producer } }
         func removeAll() -> [RdProducer] { lanes.withLock { l in defer { l = [:] }; return l.values.map(\.producer) } }
     }
@@ -224,8 +235,16 @@ struct RdExactlyOnceDriver {
         do {
             while !Task.isCancelled {
                 let parts = try await consumer.poll(maxWaitMs: pollWait(source), maxRecords: 100_000, maxBytes: max(1024, settings.fetchBytes) * 4, batchRecords: settings.maxBatchRecords)
-                for lane in consumer.takeRebalanceEvents().revoked {
+                let moved = consumer.takeRebalanceEvents()
+                for lane in moved.revoked {
                     if let p = lanes.remove(lane) { await p.close() }
+                }
+                let owned = consumer.assignment
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in Set(moved.assigned) where owned.contains(lane) && lanes.get(lane) == nil {
+                        group.addTask { try await self.fence(lane, lanes: lanes) }
+                    }
+                    try await group.waitForAll()
                 }
                 if parts.isEmpty {
                     if source.options.drain && consumer.caughtUp { break }
@@ -247,23 +266,31 @@ struct RdExactlyOnceDriver {
         await consumer.close()
     }
 
-    /// Creates the lane's producer (the fence), then reads the committed offset: when the
-    /// records fetched do not start there (or where an exactly-once sink needs them), the
-    /// consumer moves and this poll's records of the lane are dropped.
-    private func prepareLane(_ part: RdConsumer.Part, lanes: Lanes, consumer: RdConsumer) async throws -> Bool {
-        let lane = part.lane
+    /// Creates the lane's transactional producer: its InitProducerId fences any older owner
+    /// of the transactional id and aborts what that owner left open.
+    private func fence(_ lane: SourceLane, lanes: Lanes) async throws {
         let id = source.transactionalId(topic: lane.topic ?? "", partition: lane.partition)
         let producer = try RdProducer(client.settings, name: "sluice-txn-\(lane.topic ?? "")-\(lane.partition)", transactionalId: id, logger: client.logger)
         do { try await producer.initTransactions() } catch {
             await producer.close()
             throw error
         }
+        lanes.set(lane, Lane(producer: producer, committedBelow: nil))
+    }
+
+    /// Reads the lane's committed offset once, before its first transaction: when the
+    /// records fetched do not start there (or where an exactly-once sink needs them), the
+    /// consumer moves and this poll's records of the lane are dropped.
+    private func position(_ part: RdConsumer.Part, lanes: Lanes, consumer: RdConsumer) async throws -> Bool {
+        let lane = part.lane
+        guard var state = lanes.get(lane) else { return false }
         let committed = try await consumer.committed([lane])[lane]
         var start: Int64? = source.graph.hasTransactionalEffects || source.graph.exactlyOnceSinks.isEmpty ? committed : nil
         for sink in source.graph.exactlyOnceSinks {
             if let applied = try await sink.appliedOffset(lane) ?? committed { start = min(start ?? applied, applied) }
         }
-        lanes.set(lane, (producer, committed ?? -1))
+        state.committedBelow = committed ?? -1
+        lanes.set(lane, state)
         if let start, start != part.from {
             try await consumer.seek(lane, to: start)
             return false
@@ -273,15 +300,17 @@ struct RdExactlyOnceDriver {
 
     private func runLane(_ part: RdConsumer.Part, lanes: Lanes, consumer: RdConsumer) async throws {
         let lane = part.lane
-        if lanes.get(lane) == nil {
-            guard try await prepareLane(part, lanes: lanes, consumer: consumer) else { return }
+        // A lane dropped after a fence (or assigned before this driver saw it) is fenced now.
+        if lanes.get(lane) == nil { try await fence(lane, lanes: lanes) }
+        if lanes.get(lane)?.committedBelow == nil {
+            guard try await position(part, lanes: lanes, consumer: consumer) else { return }
         }
-        guard let state = lanes.get(lane) else { return }
+        guard let state = lanes.get(lane), let committedBelow = state.committedBelow else { return }
         let producer = state.producer
         let external = source.graph.exactlyOnceSinks
         do {
             try producer.beginTransaction()
-            let transaction = LaneTransaction(lane: lane, producer: producer, committedBelow: state.committedBelow)
+            let transaction = LaneTransaction(lane: lane, producer: producer, committedBelow: committedBelow)
             try await source.process(part.batches, context: LaneContext(lane: lane, transaction: transaction))
             for sink in external { try await sink.commit(lane, next: part.next) }
             try await producer.sendOffsets([(lane.topic ?? "", lane.partition, part.next)], consumer: consumer)

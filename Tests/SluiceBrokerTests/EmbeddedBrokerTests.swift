@@ -174,6 +174,40 @@ import Testing
         await t.close()
     }
 
+    /// A new instance's InitProducerId that arrives while the old instance's commit is being
+    /// written waits for it (CONCURRENT_TRANSACTIONS, retried): the markers are written once
+    /// and the new epoch is the coordinator's, so the new instance can go on.
+    @Test func aNewInstanceArrivingDuringACommitWaitsForIt() async throws {
+        let t = try await TestBroker.make()
+        let topic = try t.broker.createTopic("race", partitions: 3)
+        let tps = (0..<3).map { TopicPartition(topic, Int32($0)) }
+        let coordinator = t.broker.transactions
+        for round in 0..<10 {
+            let (pid, epoch) = try await coordinator.initProducerId(transactionalId: "racer")
+            try await coordinator.addPartitions(transactionalId: "racer", producerId: pid, epoch: epoch, partitions: tps)
+            try await coordinator.addOffsets(transactionalId: "racer", producerId: pid, epoch: epoch, groupId: "g")
+            try await coordinator.txnOffsetCommit(transactionalId: "racer", producerId: pid, epoch: epoch, groupId: "g", offsets: [tps[0]: CommittedOffset(offset: Int64(round + 1), metadata: "")])
+            let ends = try tps.map { try t.broker.partition($0).highWatermark }
+            let commit = Task { try await coordinator.endTransaction(transactionalId: "racer", producerId: pid, epoch: epoch, commit: true) }
+            // The new instance arrives once the commit decision is taken (markers being written).
+            while await coordinator.describe("racer")?.state == .ongoing { await Task.yield() }
+            var next: (producerId: Int64, epoch: Int16)?
+            var refusals = 0
+            while next == nil {
+                do { next = try await coordinator.initProducerId(transactionalId: "racer") } catch let e as BrokerError where e.code == .concurrentTransactions {
+                    refusals += 1
+                    await Task.yield()
+                }
+            }
+            try await commit.value
+            #expect(next!.producerId == pid && next!.epoch == epoch + 1, "round \(round): \(next!) after epoch \(epoch), \(refusals) refusals")
+            #expect(await coordinator.describe("racer")?.epoch == epoch + 1, "round \(round)")
+            #expect(try tps.map { try t.broker.partition($0).highWatermark } == ends.map { $0 + 1 }, "round \(round): one commit marker per partition")
+            #expect(await t.broker.groups.committedOffsets(groupId: "g")[tps[0]]?.offset == Int64(round + 1))
+        }
+        await t.close()
+    }
+
     @Test func aTransactionLeftOpenIsAbortedAfterItsTimeout() async throws {
         let t = try await TestBroker.make()
         let topic = try t.broker.createTopic("timeout", partitions: 1)

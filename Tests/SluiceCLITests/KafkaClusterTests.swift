@@ -163,9 +163,10 @@ import Testing
         print(r.stdout, r.stderr)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr.suffix(3000))")
         #expect(r.stdout.contains("15 SIGKILLs"))
-        // The input is produced while the kills go on: as many records as were written, each once.
+        // The input is produced (400 records/s) while the kills go on, which take well over
+        // ten seconds: as many records as were written, each once.
         let counts = r.stdout.firstMatch(of: /topic output: (\d+) records, (\d+) distinct ids, 0 duplicated, 0 missing/)
-        #expect(counts != nil && counts?.1 == counts?.2 && Int(counts?.1 ?? "0")! >= 10_000, "\(r.stdout)")
+        #expect(counts != nil && counts?.1 == counts?.2 && Int(counts?.1 ?? "0")! >= 4_000, "\(r.stdout)")
         #expect(r.stdout.contains("OK: every input record appears exactly once"))
     }
 

@@ -52,6 +52,33 @@ def free_port():
         return s.getsockname()[1]
 
 
+CLOCK = time.monotonic()
+
+
+def logged(args, path):
+    """Starts a process whose output goes to `path`, each line stamped with the seconds since
+    the run began (one clock for the broker, the workers and the kills)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = open(path, "a")
+
+    def copy():
+        for line in proc.stdout:
+            out.write(f"{time.monotonic() - CLOCK:8.3f} {line.decode(errors='replace')}")
+            out.flush()
+        out.close()
+
+    threading.Thread(target=copy, daemon=True).start()
+    return proc
+
+
+def broker_gone(serve, work):
+    """The one-sentence error for a broker that exited under the run, with its log's tail."""
+    if serve.poll() is None:
+        return None
+    tail = open(os.path.join(work, "serve.log"), errors="replace").read()[-4000:]
+    return f"error: the broker (sluice serve) exited {serve.returncode} during the run; {work}/serve.log ends:\n{tail}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sluice", required=True)
@@ -69,9 +96,9 @@ def main():
     data = os.path.join(a.work, "data")
     port = free_port()
     url = f"kafka://127.0.0.1:{port}"
-    serve_log = open(os.path.join(a.work, "serve.log"), "w")
-    serve = subprocess.Popen([a.sluice, "serve", "--kafka", f"127.0.0.1:{port}", "--data", data],
-                             stdout=serve_log, stderr=subprocess.STDOUT)
+    serve = logged([a.sluice, "serve", "--log-level", "info", "--kafka", f"127.0.0.1:{port}", "--data", data],
+                   os.path.join(a.work, "serve.log"))
+    events = open(os.path.join(a.work, "events.log"), "w")
     workers = []
     records = 0
     try:
@@ -108,9 +135,11 @@ def main():
             out.write(PIPELINE.format(guarantee=a.guarantee, rate=a.rate))
 
         def start(n):
-            log = open(os.path.join(a.work, f"worker-{n}.log"), "a")
-            return subprocess.Popen([a.sluice, "run", "--quiet", pipeline, "--broker", url, "--data", os.path.join(a.work, f"w{n}")],
-                                    stdout=log, stderr=subprocess.STDOUT)
+            w = logged([a.sluice, "run", "--quiet", "--log-level", "info", pipeline, "--broker", url, "--data", os.path.join(a.work, f"w{n}")],
+                       os.path.join(a.work, f"worker-{n}.log"))
+            events.write(f"{time.monotonic() - CLOCK:8.3f} worker {n} started, pid {w.pid}\n")
+            events.flush()
+            return w
 
         from confluent_kafka import Consumer, TopicPartition
         probe = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "chaos-probe"})
@@ -133,6 +162,9 @@ def main():
                 if all(w.poll() is not None for w in workers):
                     break
                 time.sleep(0.05)
+            if broker_gone(serve, a.work):
+                print(broker_gone(serve, a.work), file=sys.stderr)
+                return 2
             if output_end() <= base:
                 print(f"error: the output stopped growing after {kills} kills", file=sys.stderr)
                 return 2
@@ -143,6 +175,7 @@ def main():
             n = rng.choice(alive)
             workers[n].send_signal(signal.SIGKILL)
             workers[n].wait()
+            events.write(f"{time.monotonic() - CLOCK:8.3f} worker {n} SIGKILLed\n")
             kills += 1
             workers[n] = start(n)
         stop_producing.set()
@@ -155,7 +188,14 @@ def main():
         watcher = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "scaleout"})
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            offsets = watcher.committed([TopicPartition("input", n) for n in range(6)], timeout=10)
+            if broker_gone(serve, a.work):
+                print(broker_gone(serve, a.work), file=sys.stderr)
+                return 2
+            try:
+                offsets = watcher.committed([TopicPartition("input", n) for n in range(6)], timeout=10)
+            except Exception as e:
+                print(f"note: fetching the group's committed offsets failed ({e}); retrying", file=sys.stderr)
+                continue
             if sum(max(0, t.offset) for t in offsets) >= records:
                 break
             time.sleep(0.2)
@@ -163,6 +203,8 @@ def main():
             print(f"error: the group did not commit all {records} input records within 300 s", file=sys.stderr)
             return 2
         watcher.close()
+        probe.close()
+        producer = admin = None  # their connections close now, not after the broker stopped
         for w in workers:
             w.send_signal(signal.SIGTERM)
         for n, w in enumerate(workers):

@@ -56,6 +56,11 @@ public struct TransactionDescription: Sendable, Hashable {
 public actor TransactionCoordinator {
     private let store: InternalTopicStore
     private var transactions: [String: TransactionMetadata] = [:]
+    /// Transactional ids whose markers are being written. The actor is reentrant at every
+    /// await; a second completion of the same transaction meanwhile would write its markers
+    /// twice and then put back the metadata it read first (losing a newer epoch), so
+    /// whatever arrives for such an id is told CONCURRENT_TRANSACTIONS and retries.
+    private var completing: Set<String> = []
     private var nextProducerId: Int64 = 0
     private var producerIdBlockEnd: Int64 = 0
     private let partitions: @Sendable (TopicPartition) throws -> PartitionHandle
@@ -90,6 +95,7 @@ public actor TransactionCoordinator {
     /// Finishes transactions that were prepared before a crash.
     func recover() async {
         for (id, meta) in transactions where meta.state == .prepareCommit || meta.state == .prepareAbort {
+            guard !completing.contains(id) else { continue }
             logger.info("recovery: completing the \(meta.state == .prepareCommit ? "commit" : "abort") of transaction '\(id)'")
             do { try await complete(id) } catch { logger.error("could not complete transaction '\(id)': \(error)") }
         }
@@ -118,7 +124,13 @@ public actor TransactionCoordinator {
             throw BrokerError(.invalidTransactionTimeout, "transaction timeout \(timeoutMs) ms must be between 1 and \(Self.maxTimeoutMs)")
         }
         if var meta = transactions[id] {
-            if meta.state == .prepareCommit || meta.state == .prepareAbort { try await complete(id); meta = transactions[id]! }
+            if meta.state == .prepareCommit || meta.state == .prepareAbort {
+                guard !completing.contains(id) else {
+                    throw BrokerError(.concurrentTransactions, "transaction '\(id)' is still completing; retry")
+                }
+                try await complete(id)
+                meta = transactions[id]!
+            }
             if meta.epoch == Int16.max - 1 {
                 meta.producerId = try await allocateProducerId()
                 meta.epoch = 0
@@ -240,6 +252,8 @@ public actor TransactionCoordinator {
     }
 
     private func end(_ id: String, commit: Bool) async throws {
+        completing.insert(id)
+        defer { completing.remove(id) }
         transactions[id]!.state = commit ? .prepareCommit : .prepareAbort
         transactions[id]!.updatedMs = currentTimeMillis()
         try await save(id)  // the decision is durable from here on
@@ -248,6 +262,8 @@ public actor TransactionCoordinator {
 
     /// Writes the markers and applies the offsets of a prepared transaction.
     private func complete(_ id: String) async throws {
+        completing.insert(id)
+        defer { completing.remove(id) }
         let meta = transactions[id]!
         let commit = meta.state == .prepareCommit
         for p in meta.partitions {
@@ -275,7 +291,10 @@ public actor TransactionCoordinator {
     /// that left them open is fenced.
     func abortTimedOut() async {
         let now = currentTimeMillis()
-        for (id, meta) in transactions where meta.state == .ongoing && now - meta.startedMs > meta.timeoutMs {
+        let expired = transactions.filter { $0.value.state == .ongoing && now - $0.value.startedMs > $0.value.timeoutMs }.keys
+        for id in expired {
+            // Each abort awaits: the next one may have been ended or fenced meanwhile.
+            guard let meta = transactions[id], meta.state == .ongoing, now - meta.startedMs > meta.timeoutMs, !completing.contains(id) else { continue }
             logger.warning("transaction '\(id)' of producer \(meta.producerId) timed out after \(meta.timeoutMs) ms; aborting it")
             transactions[id]!.epoch = meta.epoch == Int16.max - 1 ? meta.epoch : meta.epoch + 1
             do { try await end(id, commit: false) } catch { logger.error("could not abort transaction '\(id)': \(error)") }
