@@ -24,7 +24,18 @@ extension KafkaRequestHandler {
                     case "retention.ms": if let v = c.value.flatMap(Int64.init) { config.retentionMs = v }
                     case "retention.bytes": if let v = c.value.flatMap(Int64.init) { config.retentionBytes = v }
                     case "segment.bytes": if let v = c.value.flatMap(Int.init) { config.segmentBytes = v }
+                    case "segment.ms": if let v = c.value.flatMap(Int64.init) { config.segmentMs = v }
                     case "sluice.flush": if let v = c.value { config.flush = v }
+                    // Kafka's flush settings: fsync each message, every N ms, or (Long.MAX,
+                    // Kafka's default) leave it to the OS.
+                    case "flush.messages": if c.value == "1" { config.flush = "always" }
+                    case "flush.ms":
+                        if let v = c.value.flatMap(Int64.init), v > 0 {
+                            if v == Int64.max { config.flush = "never" } else {
+                                config.flush = "interval"
+                                config.flushIntervalMs = v
+                            }
+                        }
                     default: break  // other Kafka configs are accepted and ignored
                     }
                 }

@@ -35,10 +35,13 @@ final class RdConsumer: @unchecked Sendable {
     private var building: [SourceLane: Part] = [:]
     private let logger: Logger
 
-    init(_ settings: RdKafkaSettings, group: String, clientId: String, earliest: Bool, readCommitted: Bool, fetchBytes: Int, logger: Logger) throws {
+    /// `group` nil: a consumer of assigned partitions only (no subscription, no commits).
+    /// librdkafka's consumer wants a group id even then; one made up for the process is
+    /// never joined or committed to, so the broker never hears of it.
+    init(_ settings: RdKafkaSettings, group: String?, clientId: String, earliest: Bool, readCommitted: Bool, fetchBytes: Int, logger: Logger) throws {
         let own: [(String, String)] = [
+            ("group.id", group ?? "sluice-unjoined-\(getpid())"),
             ("client.id", clientId),
-            ("group.id", group),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", earliest ? "earliest" : "latest"),
@@ -117,6 +120,19 @@ final class RdConsumer: @unchecked Sendable {
             let err = rd_kafka_subscribe(rk, list)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafkaError("subscribing to \(topics.joined(separator: ", "))", code: err) }
         }
+    }
+
+    /// Reads the partitions from the given offsets (RD_KAFKA_OFFSET_BEGINNING and _END too),
+    /// outside any group's assignment.
+    func assign(_ starts: [(topic: String, partition: Int32, offset: Int64)]) async throws {
+        let h = handle
+        try await worker.run {
+            let list = partitionList(starts)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_assign(h.rk, list)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafkaError("assigning \(starts.map { "\($0.topic)-\($0.partition)" }.joined(separator: ", "))", code: err) }
+        }
+        shared.withLock { s in s.assignment = Set(starts.map { SourceLane(topic: $0.topic, partition: $0.partition) }) }
     }
 
     /// Records that arrive within `maxWaitMs` (returning as soon as some did and nothing
@@ -308,6 +324,71 @@ public final class RdConsumerProbe: Sendable {
     public func committed(partitions: Int32) async throws -> Int {
         let lanes = (0..<partitions).map { SourceLane(topic: topic, partition: $0) }
         return Int(try await consumer.committed(lanes).values.reduce(0, +))
+    }
+
+    public func close() async { await consumer.close() }
+}
+#endif
+
+#if RdKafka
+/// A consumer for `sluice consume --broker kafka://…`: assigned partitions from chosen
+/// offsets, or a group member (subscribed, committing what was printed).
+public final class RdConsoleConsumer: Sendable {
+    public enum Start: Sendable {
+        case earliest, latest
+        case offset(Int64)
+        /// The group's committed offset (earliest or latest without one, as configured).
+        case committed
+    }
+
+    public struct Part: Sendable {
+        public var partition: Int32
+        public var from: Int64
+        public var next: Int64
+        public var batches: [RecordBatch]
+    }
+
+    private let consumer: RdConsumer
+    private let topic: String
+
+    public init(url: String, properties: [String: String], label: String = "broker_options", topic: String, group: String?, earliest: Bool, readCommitted: Bool, logger: Logger) throws {
+        var settings = try RdKafkaSettings(url: url, properties: properties)
+        settings.propertiesLabel = label
+        consumer = try RdConsumer(settings, group: group,
+                                  clientId: "sluice-consume@\(ProcessInfo.processInfo.hostName):\(getpid())",
+                                  earliest: earliest, readCommitted: readCommitted, fetchBytes: 1 << 20, logger: logger)
+        self.topic = topic
+    }
+
+    public func assign(_ starts: [(partition: Int32, start: Start)]) async throws {
+        try await consumer.assign(starts.map { p in
+            let offset: Int64
+            switch p.start {
+            case .earliest: offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
+            case .latest: offset = Int64(RD_KAFKA_OFFSET_END)
+            case .offset(let o): offset = o
+            case .committed: offset = Int64(RD_KAFKA_OFFSET_STORED)
+            }
+            return (topic, p.partition, offset)
+        })
+    }
+
+    public func subscribe() async throws { try await consumer.subscribe([topic]) }
+
+    /// Up to `maxRecords` records, per partition in offset order.
+    public func poll(maxWaitMs: Int, maxRecords: Int) async throws -> [Part] {
+        try await consumer.poll(maxWaitMs: maxWaitMs, maxRecords: maxRecords, maxBytes: 4 << 20, batchRecords: 10_000).map {
+            Part(partition: $0.lane.partition, from: $0.from, next: $0.next, batches: $0.batches)
+        }
+    }
+
+    /// Every assigned partition has been read to its end.
+    public var caughtUp: Bool { consumer.caughtUp }
+    public var hasAssignment: Bool { !consumer.assignment.isEmpty }
+
+    /// Commits the next offsets (a group member only).
+    public func commit(_ next: [Int32: Int64]) async throws {
+        try await consumer.commit(Dictionary(uniqueKeysWithValues: next.map { (SourceLane(topic: topic, partition: $0.key), $0.value) }))
     }
 
     public func close() async { await consumer.close() }

@@ -18,6 +18,16 @@ public struct RdKafkaError: Error, Sendable, CustomStringConvertible {
     public var isRetriable: Bool
     public var description: String { message }
 
+    /// The request was wrong (a topic that does not exist or already does, a bad setting, a
+    /// group that is not empty), not the cluster or the connection.
+    public var isUserError: Bool {
+        [RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, RD_KAFKA_RESP_ERR_INVALID_PARTITIONS,
+         RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR, RD_KAFKA_RESP_ERR_INVALID_CONFIG, RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
+         RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND, RD_KAFKA_RESP_ERR_NON_EMPTY_GROUP, RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
+         RD_KAFKA_RESP_ERR__INVALID_ARG, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
+         RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE].map(\.rawValue).contains(code)
+    }
+
     init(_ what: String, code: rd_kafka_resp_err_t) {
         self.code = code.rawValue
         message = "\(what): \(String(cString: rd_kafka_err2str(code)))"
@@ -37,6 +47,14 @@ public struct RdKafkaError: Error, Sendable, CustomStringConvertible {
         rd_kafka_error_destroy(error)
     }
 
+    init(code: rd_kafka_resp_err_t, _ message: String) {
+        self.code = code.rawValue
+        self.message = message
+        isFenced = false
+        requiresAbort = false
+        isRetriable = false
+    }
+
     init(_ message: String) {
         code = -1
         self.message = message
@@ -51,6 +69,8 @@ public struct RdKafkaError: Error, Sendable, CustomStringConvertible {
 public struct RdKafkaSettings: Sendable {
     public var bootstrap: String
     public var properties: [String: String]
+    /// Where the properties came from, for an error about one.
+    public var propertiesLabel = "broker_options"
 
     public init(url: String, properties: [String: String] = [:]) throws {
         guard url.hasPrefix("kafka://") else { throw RdKafkaError("broker '\(url)' is not a kafka://host:port URL") }
@@ -72,7 +92,7 @@ func makeConf(_ settings: RdKafkaSettings, _ own: [(String, String)]) throws -> 
         if rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
             let why = String(cString: errstr)
             rd_kafka_conf_destroy(conf)
-            throw RdKafkaError(user ? "broker_options: \(name): \(why)" : "librdkafka setting \(name)=\(value): \(why)")
+            throw RdKafkaError(user ? "\(settings.propertiesLabel): \(name): \(why)" : "librdkafka setting \(name)=\(value): \(why)")
         }
     }
     try set("bootstrap.servers", settings.bootstrap, user: false)
@@ -89,6 +109,8 @@ final class RdCallbacks: @unchecked Sendable {
     let delivery: DeliveryTracker?
     /// Set for consumers: called on the consumer's thread inside its poll.
     let rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
+    /// The last error librdkafka reported (a refused connection, say), for a timeout's sentence.
+    let lastError = Mutex<String?>(nil)
 
     init(logger: Logger, name: String, delivery: DeliveryTracker? = nil,
          rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil) {
@@ -130,6 +152,7 @@ func installCallbacks(_ conf: OpaquePointer, _ callbacks: RdCallbacks) -> Unmana
     rd_kafka_conf_set_error_cb(conf) { rk, err, reason, _ in
         guard let cb = RdCallbacks.from(rk) else { return }
         let why = reason.map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(rd_kafka_resp_err_t(err)))
+        cb.lastError.withLock { $0 = why }
         // Connection trouble is retried by librdkafka itself; only fatal errors end a client.
         if rd_kafka_resp_err_t(err) == RD_KAFKA_RESP_ERR__FATAL {
             cb.logger.error("\(cb.name): fatal librdkafka error: \(why)")
@@ -143,8 +166,9 @@ func installCallbacks(_ conf: OpaquePointer, _ callbacks: RdCallbacks) -> Unmana
 /// A handle and what its callbacks need, destroyed together.
 final class RdHandle: @unchecked Sendable {
     let rk: OpaquePointer
-    private let callbacks: Unmanaged<RdCallbacks>
+    private let retainedCallbacks: Unmanaged<RdCallbacks>
     private let destroyed = Mutex(false)
+    var callbacks: RdCallbacks { retainedCallbacks.takeUnretainedValue() }
 
     /// `type` is RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER; takes ownership of `conf`.
     init(_ type: rd_kafka_type_t, conf: OpaquePointer, callbacks: RdCallbacks) throws {
@@ -156,14 +180,14 @@ final class RdHandle: @unchecked Sendable {
             throw RdKafkaError("could not create the librdkafka \(type == RD_KAFKA_PRODUCER ? "producer" : "consumer") \(callbacks.name): \(String(cString: errstr))")
         }
         self.rk = rk
-        self.callbacks = retained
+        self.retainedCallbacks = retained
     }
 
     /// Destroys the handle (blocking: librdkafka joins its threads).
     func destroy() {
         guard destroyed.withLock({ d in defer { d = true }; return !d }) else { return }
         rd_kafka_destroy(rk)
-        callbacks.release()
+        retainedCallbacks.release()
     }
 
     deinit { destroy() }
@@ -240,6 +264,13 @@ final class DeliveryTracker: Sendable {
             let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in defer { s.waiters = [] }; return s.waiters }
             for w in waiters { w.resume() }
         }
+    }
+
+    var pending: Int { outstanding.load(ordering: .acquiring) }
+
+    /// The first delivery failure since the last call.
+    func takeError() -> RdKafkaError? {
+        state.withLock { s -> String? in defer { s.error = nil }; return s.error }.map { RdKafkaError("a produced record was not delivered: \($0)") }
     }
 
     /// Waits until every message handed over has its report; throws the first failure.

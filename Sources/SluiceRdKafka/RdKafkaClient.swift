@@ -108,7 +108,10 @@ enum Admin {
             newTopics.withUnsafeMutableBufferPointer { p in
                 rd_kafka_CreateTopics(rk, p.baseAddress, p.count, nil, queue)
             }
-            guard let event = rd_kafka_queue_poll(queue, 30_000) else { throw RdKafkaError("creating topics: no answer within 30 s") }
+            guard let event = rd_kafka_queue_poll(queue, 30_000) else {
+                let last = h.callbacks.lastError.withLock { $0 }.map { " (last error: \($0))" } ?? ""
+                throw RdKafkaError("creating topics: no answer within 30 s\(last)")
+            }
             defer { rd_kafka_event_destroy(event) }
             if rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR {
                 throw RdKafkaError("creating topics: \(String(cString: rd_kafka_event_error_string(event)))")

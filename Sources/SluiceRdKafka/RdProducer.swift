@@ -29,6 +29,8 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),
+            // Keyed records land where Kafka's Java clients and the embedded broker put them.
+            ("partitioner", "murmur2_random"),
             ("queue.buffering.max.messages", "1000000"),
             ("queue.buffering.max.kbytes", "1048576"),
             ("batch.size", "1048576"),
@@ -107,6 +109,35 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
         try await delivery.waitForAll()
     }
 
+    /// Hands one record to librdkafka (copied), waiting while its queue is full. A delivery
+    /// failure is reported by the next `flush`. Blocks only the calling thread, and only when
+    /// the queue is full: for a command's own thread, not the cooperative pool.
+    public func produce(topic: String, partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, timestamp: Int64) throws {
+        delivery.add(1)
+        // An empty key or value is not a null one: it needs a pointer, whatever its count.
+        let k = key.map { $0.baseAddress ?? emptyBytes } ?? nil
+        let v = value.map { $0.baseAddress ?? emptyBytes } ?? nil
+        while true {
+            let err = sluice_rdk_produce(handle.rk, topic, partition ?? RD_KAFKA_PARTITION_UA,
+                                         k, key?.count ?? 0, v, value?.count ?? 0,
+                                         timestamp, nil, nil)
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
+            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { usleep(1_000); continue }
+            delivery.delivered(error: nil)
+            throw RdKafkaError("producing to \(topic)\(partition.map { "/\($0)" } ?? "")", code: err)
+        }
+    }
+
+    /// `flush` for a command's own thread: blocks until every record handed over has its
+    /// delivery report, then throws the first failure.
+    public func flushBlocking() throws {
+        while delivery.pending > 0 { _ = rd_kafka_flush(handle.rk, 100) }
+        if let e = delivery.takeError() { throw e }
+    }
+
+    /// The last error librdkafka reported for this client (a refused connection, say).
+    public var lastBrokerError: String? { handle.callbacks.lastError.withLock { $0 } }
+
     public func partitionCount(_ topic: String) async throws -> Int32 {
         try await metadata.partitionCount(topic)
     }
@@ -172,6 +203,9 @@ public final class RdProducer: LaneOutput, @unchecked Sendable {
         worker.stop()
     }
 }
+
+/// Where an empty (not null) key or value points: one byte, never written or read.
+nonisolated(unsafe) private let emptyBytes = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
 
 /// A consumer group metadata pointer carried from the consumer's thread to a producer's.
 struct GroupMetadata: @unchecked Sendable {

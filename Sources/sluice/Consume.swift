@@ -45,9 +45,10 @@ struct Consume: AsyncParsableCommand {
     var isolationLevel: IsolationLevel { IsolationLevel(rawValue: isolation)! }
 
     func run() async throws {
-        try global.requireEmbedded("consume")
         let name = try TopicName(topic)
-        if group != nil {
+        if let url = global.kafkaURL {
+            try await consumeFromKafka(url: url, topic: name)
+        } else if group != nil {
             try await runInGroup(name)
         } else {
             try runStandalone(name)
@@ -196,26 +197,36 @@ struct Consume: AsyncParsableCommand {
     /// One record in `format`. Static, with the format passed in: an option's property-wrapper
     /// getter per record would cost more than the write.
     private static func write(_ r: RecordView, partition: Int32, topicJSON: String, format: Format, to out: inout OutputBuffer) {
+        write(offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, partition: partition, topicJSON: topicJSON, format: format, to: &out) { out in
+            var first = true
+            r.forEachHeader { name, value in appendHeader(name, value, first: &first, to: &out) }
+        }
+    }
+
+    /// One record from its parts; `headers` appends the record's headers (appendHeader each).
+    static func write(offset: Int64, timestamp: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, partition: Int32, topicJSON: String,
+                      format: Format, to out: inout OutputBuffer, headers: (inout OutputBuffer) -> Void) {
         switch format {
         case .value:
-            if let v = r.value { out.append(v) }
+            if let value { out.append(value) }
             out.append(10)
         case .json:
-            out.append("{\"topic\":\(topicJSON),\"partition\":\(partition),\"offset\":\(r.offset),\"timestamp\":\(r.timestamp),\"key\":")
-            if let k = r.key { out.append(JSON.string(k)) } else { out.append("null") }
+            out.append("{\"topic\":\(topicJSON),\"partition\":\(partition),\"offset\":\(offset),\"timestamp\":\(timestamp),\"key\":")
+            if let key { out.append(JSON.string(key)) } else { out.append("null") }
             out.append(",\"value\":")
-            if let v = r.value { out.append(JSON.string(v)) } else { out.append("null") }
+            if let value { out.append(JSON.string(value)) } else { out.append("null") }
             out.append(",\"headers\":{")
-            var first = true
-            r.forEachHeader { name, value in
-                if !first { out.append(",") }
-                first = false
-                out.append(JSON.string(name))
-                out.append(":")
-                if let value { out.append(JSON.string(value)) } else { out.append("null") }
-            }
+            headers(&out)
             out.append("}}\n")
         }
+    }
+
+    static func appendHeader(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer?, first: inout Bool, to out: inout OutputBuffer) {
+        if !first { out.append(",") }
+        first = false
+        out.append(JSON.string(name))
+        out.append(":")
+        if let value { out.append(JSON.string(value)) } else { out.append("null") }
     }
 }
 

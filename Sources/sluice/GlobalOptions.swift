@@ -13,6 +13,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Broker to use: 'embedded' (the default) or kafka://host:port.", valueName: "url"))
     var broker: String?
 
+    @Option(name: .customLong("broker-option"), help: ArgumentHelp("A librdkafka property for --broker kafka://… (SASL, TLS, timeouts), e.g. security.protocol=SASL_SSL; repeatable. `sluice run` adds them to the file's broker_options.", valueName: "name=value"))
+    var brokerOptions: [String] = []
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "warning"
 
@@ -27,12 +30,31 @@ struct GlobalOptions: ParsableArguments {
         if let broker, broker != "embedded" && !PipelineLoader.isKafkaURL(broker) {
             throw ValidationError("--broker must be 'embedded' or kafka://host:port[,host:port]; got '\(broker)'")
         }
+        for o in brokerOptions where !o.contains("=") || o.hasPrefix("=") {
+            throw ValidationError("--broker-option must be name=value, e.g. security.protocol=SASL_SSL; got '\(o)'")
+        }
+    }
+
+    /// The Kafka cluster --broker names; nil for the embedded broker.
+    var kafkaURL: String? {
+        guard let broker, broker != "embedded" else { return nil }
+        return broker
+    }
+
+    /// --broker-option pairs (the last of a name wins).
+    var brokerOptionMap: [String: String] {
+        var out: [String: String] = [:]
+        for o in brokerOptions {
+            let eq = o.firstIndex(of: "=")!  // validate() checked
+            out[String(o[..<eq])] = String(o[o.index(after: eq)...])
+        }
+        return out
     }
 
     /// Commands that work on the data directory alone refuse a Kafka broker.
     func requireEmbedded(_ command: String) throws {
         if let broker, broker != "embedded" {
-            throw CLIError.user("sluice \(command) works on the embedded broker only so far; --broker \(broker) is supported by sluice run")
+            throw CLIError.user("sluice \(command) works on the embedded broker only; --broker \(broker) is for run, produce, consume, topic and group")
         }
     }
 

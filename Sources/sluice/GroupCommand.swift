@@ -17,7 +17,10 @@ struct GroupCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            try global.requireEmbedded("group")
+            if let url = global.kafkaURL {
+                try await listOnKafka(url: url)
+                return
+            }
             global.bootstrapLogging()
             if !DataDirectoryProbe.exists(global.dataPath) { return }
             let inspector = try GroupInspector(topics: try global.openTopics(readOnly: true))
@@ -38,7 +41,10 @@ struct GroupCommand: AsyncParsableCommand {
         @Argument var group: String
 
         func run() async throws {
-            try global.requireEmbedded("group")
+            if let url = global.kafkaURL {
+                try await describeOnKafka(url: url)
+                return
+            }
             let inspector = try GroupInspector(topics: try global.openTopics(readOnly: true))
             guard let r = try inspector.report(group) else { throw CLIError.user("group '\(group)' does not exist (it has no committed offsets)") }
             let live = r.writerPid != nil
@@ -105,7 +111,10 @@ struct GroupCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            try global.requireEmbedded("group")
+            if let url = global.kafkaURL {
+                try await resetOnKafka(url: url)
+                return
+            }
             let name = try TopicName(topic)
             global.bootstrapLogging()
             // Members live in the process that holds the data directory.

@@ -27,18 +27,32 @@ struct Produce: ParsableCommand {
     }
 
     func run() throws {
-        try global.requireEmbedded("produce")
         let name = try TopicName(topic)
+        if let url = global.kafkaURL {
+            try produceToKafka(url: url, topic: name)
+            return
+        }
         let topics = try global.openTopics(readOnly: false)
         defer { topics.close() }
         let config = try topics.config(name)
-        if let partition, partition >= config.partitions {
-            throw CLIError.user("topic '\(name)' has partitions 0 to \(config.partitions - 1); there is no partition \(partition)")
+        try checkPartition(name, partitions: config.partitions)
+        var target = EmbeddedTarget(writer: BatchWriter(topics: topics, topic: name, partitions: config.partitions, batchRecords: batchRecords), partitions: config.partitions)
+        let total = try produceLines(into: &target, partitions: config.partitions)
+        FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
+    }
+
+    func checkPartition(_ name: TopicName, partitions: Int32) throws {
+        if let partition, partition >= partitions {
+            throw CLIError.user("topic '\(name)' has partitions 0 to \(partitions - 1); there is no partition \(partition)")
         }
+    }
+
+    /// Reads standard input to its end, one record per line, into `target`; returns the
+    /// number of records written. What was read before bad input is written (and durable)
+    /// before the error is thrown.
+    func produceLines<T: ProduceTarget>(into writer: inout T, partitions: Int32) throws -> Int {
         let keyBytes = key.map { Array($0.utf8) }
-        let keyed = keyBytes.map { Murmur2.partition(forKey: $0, partitions: config.partitions) }
-        let keyless = KeylessPartitioner()
-        var writer = BatchWriter(topics: topics, topic: name, partitions: config.partitions, batchRecords: batchRecords)
+        let keyed = keyBytes.map { Murmur2.partition(forKey: $0, partitions: partitions) }
         var total = 0
         var lineNumber = 0
         // The options as plain values: a property wrapper's getter per record costs more than
@@ -67,7 +81,7 @@ struct Produce: ParsableCommand {
                         throw CLIError.user("line \(lineNumber) of standard input is not a JSON object with a '\(keyField)' field (the \(lineNumber - 1) lines before it were written)")
                     }
                     recordKey = k
-                    if fixedPartition == nil { p = Murmur2.partition(forKey: k, partitions: config.partitions) }
+                    if fixedPartition == nil { p = Murmur2.partition(forKey: k, partitions: partitions) }
                 }
                 // One record must fit in one batch (8 MiB with its overhead): a longer line is
                 // the input's fault, said before anything after it is written.
@@ -75,11 +89,9 @@ struct Produce: ParsableCommand {
                     try writer.appendAndSync()
                     throw CLIError.user("line \(lineNumber) of standard input is \(line.count) bytes; a record may be at most \(Self.maxRecordBytes) bytes (a batch is at most 8 MiB); the \(lineNumber - 1) lines before it were written")
                 }
-                let target = p ?? keyless.partition(partitions: config.partitions)
-                let full = try line.withUnsafeBytes { value in
-                    try writer.add(partition: target, key: recordKey, value: value, timestamp: now)
+                try line.withUnsafeBytes { value in
+                    try writer.add(partition: p, key: recordKey, value: value, timestamp: now)
                 }
-                if full && p == nil { keyless.batchCompleted(partitions: config.partitions) }
             }
             total += chunk.count
             if reportAcks {
@@ -88,12 +100,37 @@ struct Produce: ParsableCommand {
                 _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
             } else if lines.waitingForInput {
                 // Interactive input: what was typed is appended now, not when more arrives.
-                try writer.flushAll()
+                try writer.push()
             }
         }
         try writer.appendAndSync()
-        FileHandle.standardError.write(Data("wrote \(total) record\(total == 1 ? "" : "s") to \(name)\n".utf8))
+        return total
     }
+}
+
+/// Where `sluice produce` writes: the embedded broker's log, or a Kafka cluster.
+protocol ProduceTarget {
+    /// Adds one record; a nil partition lets the target place a keyless record.
+    mutating func add(partition: Int32?, key: [UInt8]?, value: UnsafeRawBufferPointer, timestamp: Int64) throws
+    /// Writes what is held and waits until all of it is durable (acknowledged by Kafka).
+    mutating func appendAndSync() throws
+    /// Interactive input: hands over what was typed so far.
+    mutating func push() throws
+}
+
+/// The embedded log: batches per partition; keyless records stick to a partition per batch.
+struct EmbeddedTarget: ProduceTarget {
+    var writer: BatchWriter
+    let partitions: Int32
+    let keyless = KeylessPartitioner()
+
+    mutating func add(partition: Int32?, key: [UInt8]?, value: UnsafeRawBufferPointer, timestamp: Int64) throws {
+        let full = try writer.add(partition: partition ?? keyless.partition(partitions: partitions), key: key, value: value, timestamp: timestamp)
+        if full && partition == nil { keyless.batchCompleted(partitions: partitions) }
+    }
+
+    mutating func appendAndSync() throws { try writer.appendAndSync() }
+    mutating func push() throws { try writer.flushAll() }
 }
 
 extension Produce {

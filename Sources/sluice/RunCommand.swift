@@ -79,7 +79,7 @@ struct Run: AsyncParsableCommand {
         do {
             for p in pipelines {
                 let url = brokerOf(p)
-                let client: any BrokerClient = url == "embedded" ? EmbeddedBrokerClient(broker!) : try kafka.client(url: url, options: p.brokerOptions, file: p.file, logger: logger)
+                let client: any BrokerClient = url == "embedded" ? EmbeddedBrokerClient(broker!) : try kafka.client(url: url, options: p.brokerOptions.merging(global.brokerOptionMap) { $1 }, file: p.file, logger: logger)
                 runners.append(PipelineRunner(pipeline: p, client: client, options: options, logger: logger))
             }
         } catch {

@@ -4,48 +4,53 @@ import Foundation
 import SluiceBroker
 import SluiceRuntime
 
-struct TopicCommand: ParsableCommand {
+struct TopicCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topic",
         abstract: "Create, list, describe and delete topics.",
         subcommands: [Create.self, List.self, Describe.self, Delete.self]
     )
 
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a topic.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-', at most 249 characters.") var name: String
         @Option(help: "Number of partitions.") var partitions: Int32 = 1
-        @Option(help: "When writes are synced to disk: always, interval or never.") var flush: String = "interval"
-        @Option(name: .customLong("flush-interval"), help: "Group-commit period for --flush interval, e.g. 50ms.") var flushInterval: String = "50ms"
-        @Option(help: "Delete segments older than this, e.g. 7d, 12h; 'forever' keeps them.") var retention: String = "7d"
-        @Option(name: .customLong("retention-bytes"), help: "Delete the oldest segments while a partition is bigger than this, e.g. 10GiB; 'unlimited' by default.") var retentionBytes: String = "unlimited"
-        @Option(name: .customLong("segment-bytes"), help: "Roll to a new segment file at this size.") var segmentBytes: String = "128MiB"
-        @Option(name: .customLong("segment-age"), help: "Roll to a new segment file when the current one is this old.") var segmentAge: String = "7d"
+        // Optional so that a Kafka cluster is sent only what was asked for (its own defaults
+        // hold otherwise); the embedded broker's defaults are in the help.
+        @Option(help: "When writes are synced to disk: always, interval or never (default interval).") var flush: String?
+        @Option(name: .customLong("flush-interval"), help: "Group-commit period for --flush interval, e.g. 50ms (the default).") var flushInterval: String?
+        @Option(help: "Delete segments older than this, e.g. 7d (the default), 12h; 'forever' keeps them.") var retention: String?
+        @Option(name: .customLong("retention-bytes"), help: "Delete the oldest segments while a partition is bigger than this, e.g. 10GiB; 'unlimited' by default.") var retentionBytes: String?
+        @Option(name: .customLong("segment-bytes"), help: "Roll to a new segment file at this size (default 128MiB).") var segmentBytes: String?
+        @Option(name: .customLong("segment-age"), help: "Roll to a new segment file when the current one is this old (default 7d).") var segmentAge: String?
 
         func validate() throws {
-            guard ["always", "interval", "never"].contains(flush) else {
+            if let flush, !["always", "interval", "never"].contains(flush) {
                 throw ValidationError("--flush must be always, interval or never, got '\(flush)'")
             }
-            guard (Durations.milliseconds(flushInterval) ?? 0) > 0 else { throw ValidationError("--flush-interval '\(flushInterval)' is not a positive duration such as 50ms") }
-            guard Durations.milliseconds(retention) != nil else { throw ValidationError("--retention '\(retention)' is not a duration such as 7d, 12h or forever") }
-            guard Durations.bytes(retentionBytes, unlimited: true) != nil else { throw ValidationError("--retention-bytes '\(retentionBytes)' is not a size such as 10GiB or unlimited") }
-            guard (Durations.bytes(segmentBytes) ?? 0) >= 1024 else { throw ValidationError("--segment-bytes '\(segmentBytes)' is not a size of at least 1KiB") }
-            guard (Durations.milliseconds(segmentAge) ?? 0) > 0 else { throw ValidationError("--segment-age '\(segmentAge)' is not a positive duration") }
+            if let flushInterval, (Durations.milliseconds(flushInterval) ?? 0) <= 0 { throw ValidationError("--flush-interval '\(flushInterval)' is not a positive duration such as 50ms") }
+            if let retention, Durations.milliseconds(retention) == nil { throw ValidationError("--retention '\(retention)' is not a duration such as 7d, 12h or forever") }
+            if let retentionBytes, Durations.bytes(retentionBytes, unlimited: true) == nil { throw ValidationError("--retention-bytes '\(retentionBytes)' is not a size such as 10GiB or unlimited") }
+            if let segmentBytes, (Durations.bytes(segmentBytes) ?? 0) < 1024 { throw ValidationError("--segment-bytes '\(segmentBytes)' is not a size of at least 1KiB") }
+            if let segmentAge, (Durations.milliseconds(segmentAge) ?? 0) <= 0 { throw ValidationError("--segment-age '\(segmentAge)' is not a positive duration") }
         }
 
-        func run() throws {
-            try global.requireEmbedded("topic")
+        func run() async throws {
             let topicName = try TopicName(name)
             if topicName.isInternal { throw topicName.reservedError }
+            if let url = global.kafkaURL {
+                try await createOnKafka(url: url, topicName)
+                return
+            }
             let config = TopicConfig(
                 partitions: partitions,
-                flush: flush,
-                flushIntervalMs: Durations.milliseconds(flushInterval)!,
-                retentionMs: Durations.milliseconds(retention)!,
-                retentionBytes: Durations.bytes(retentionBytes, unlimited: true)!,
-                segmentBytes: Int(Durations.bytes(segmentBytes)!),
-                segmentMs: Durations.milliseconds(segmentAge)!
+                flush: flush ?? "interval",
+                flushIntervalMs: Durations.milliseconds(flushInterval ?? "50ms")!,
+                retentionMs: Durations.milliseconds(retention ?? "7d")!,
+                retentionBytes: Durations.bytes(retentionBytes ?? "unlimited", unlimited: true)!,
+                segmentBytes: Int(Durations.bytes(segmentBytes ?? "128MiB")!),
+                segmentMs: Durations.milliseconds(segmentAge ?? "7d")!
             )
             try config.validate()
             let topics = try global.openTopics(readOnly: false)
@@ -55,12 +60,15 @@ struct TopicCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List topic names.")
         @OptionGroup var global: GlobalOptions
 
-        func run() throws {
-            try global.requireEmbedded("topic")
+        func run() async throws {
+            if let url = global.kafkaURL {
+                try await listOnKafka(url: url)
+                return
+            }
             global.bootstrapLogging()
             if !DataDirectoryProbe.exists(global.dataPath) { return }
             let topics = try global.openTopics(readOnly: true)
@@ -68,14 +76,17 @@ struct TopicCommand: ParsableCommand {
         }
     }
 
-    struct Describe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a topic's settings and, per partition, its offsets and size on disk.")
+    struct Describe: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a topic's settings and, per partition, its offsets and size on disk (on a Kafka cluster: its leader instead of the size).")
         @OptionGroup var global: GlobalOptions
         @Argument var name: String
 
-        func run() throws {
-            try global.requireEmbedded("topic")
+        func run() async throws {
             let topicName = try TopicName(name)
+            if let url = global.kafkaURL {
+                try await describeOnKafka(url: url, topicName)
+                return
+            }
             let topics = try global.openTopics(readOnly: true)
             let d = try topics.describe(topicName)
             print("topic \(d.name): \(d.config.partitions) partition\(d.config.partitions == 1 ? "" : "s"), \(summary(d.config))")
@@ -86,15 +97,18 @@ struct TopicCommand: ParsableCommand {
         }
     }
 
-    struct Delete: ParsableCommand {
+    struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a topic and all its data.")
         @OptionGroup var global: GlobalOptions
         @Argument var name: String
 
-        func run() throws {
-            try global.requireEmbedded("topic")
+        func run() async throws {
             let topicName = try TopicName(name)
             if topicName.isInternal { throw topicName.reservedError }
+            if let url = global.kafkaURL {
+                try await deleteOnKafka(url: url, topicName)
+                return
+            }
             let topics = try global.openTopics(readOnly: false)
             defer { topics.close() }
             try topics.delete(topicName)

@@ -7,17 +7,31 @@
 import Foundation
 import Testing
 
+/// Polls `check` every 200 ms until it holds or `seconds` pass; returns whether it held.
+func waitUntil(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try check() { return true }
+        usleep(200_000)
+    }
+    return try check()
+}
+
+/// Starts `sluice serve` on a free port (or `port`) and waits for its listener.
+func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
+    let port = port ?? HTTPSourceTests.freePort()
+    let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"])
+    let deadline = Date().addingTimeInterval(20)
+    while !p.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+    #expect(p.stderrText.contains("Kafka listener on 127.0.0.1:\(port)"), "\(p.stderrText)")
+    return (p, port)
+}
+
 @Suite(.serialized) struct KafkaClusterTests {
     let scratch = Scratch()
 
-    /// Starts `sluice serve` on a free port and waits for its listener.
     func serve(port: Int? = nil, data: String? = nil) throws -> (LiveProcess, Int) {
-        let port = port ?? HTTPSourceTests.freePort()
-        let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", data ?? scratch.path + "/broker", "--log-level", "info"])
-        let deadline = Date().addingTimeInterval(20)
-        while !p.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
-        #expect(p.stderrText.contains("Kafka listener on 127.0.0.1:\(port)"), "\(p.stderrText)")
-        return (p, port)
+        try startServe(port: port, data: data ?? scratch.path + "/broker")
     }
 
     @discardableResult
@@ -75,15 +89,6 @@ import Testing
     /// Every id of 0..<n exactly once.
     static func exactly(_ ids: [Int], _ n: Int) -> Bool { ids.count == n && Set(ids) == Set(0..<n) }
 
-    func waitUntil(_ seconds: Double, _ what: String, _ check: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try check() { return true }
-            usleep(200_000)
-        }
-        return false
-    }
-
     @Test func aPipelineFileRunsUnchangedAgainstSluiceServeAndTheNextRunContinues() throws {
         let (server, port) = try serve()
         defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
@@ -134,21 +139,21 @@ import Testing
         let b = try LiveProcess(["run", "--quiet", file, "--data", scratch.path + "/wb"])
         // Both workers own partitions of the one group (`group describe` names each worker).
         let describe = { try Sluice.run(["group", "describe", "shared"], data: self.scratch.path + "/broker").stdout }
-        let both = try waitUntil(30, "two members") {
+        let both = try waitUntil(30) {
             let d = try describe()
             return d.contains(":\(a.process.processIdentifier): input-") && d.contains(":\(b.process.processIdentifier): input-")
         }
         let seen = (try? describe()) ?? ""
         #expect(both, "\(seen)")
         a.kill9()
-        let moved = try waitUntil(30, "b owns everything") {
+        let moved = try waitUntil(30) {
             let line = try describe().split(separator: "\n").first { $0.contains(":\(b.process.processIdentifier): input-") } ?? ""
             return (0..<4).allSatisfy { line.contains("input-\($0)") }
         }
         let after = (try? describe()) ?? ""
         #expect(moved, "after the kill: \(after)")
         try produce(port, topic: "input", from: 4000, count: 2000)
-        let done = try waitUntil(60, "all output") { try readIds(port, topic: "output").ids.count >= 6000 }
+        let done = try waitUntil(60) { try readIds(port, topic: "output").ids.count >= 6000 }
         #expect(done)
         kill(b.process.processIdentifier, SIGTERM)
         b.process.waitUntilExit()
@@ -177,12 +182,12 @@ import Testing
         try Sluice.run(["run", "--drain", file], data: scratch.path + "/w0")
         try produce(port, topic: "input", count: 6000)
         let worker = try LiveProcess(["run", "--quiet", file, "--data", scratch.path + "/w1"])
-        #expect(try waitUntil(30, "some output") { try readIds(port, topic: "output").ids.count > 500 })
+        #expect(try waitUntil(30) { try readIds(port, topic: "output").ids.count > 500 })
         server.kill9()
         usleep(500_000)
         (server, _) = try serve(port: port, data: data)
         defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
-        let done = try waitUntil(90, "all output") { try readIds(port, topic: "output").ids.count >= 6000 }
+        let done = try waitUntil(90) { try readIds(port, topic: "output").ids.count >= 6000 }
         #expect(done, "\(worker.stderrText.suffix(2000))")
         kill(worker.process.processIdentifier, SIGTERM)
         worker.process.waitUntilExit()
@@ -198,8 +203,9 @@ import Testing
         #expect(r.stderr.hasPrefix("error: \(file): broker_options: no.such.property: No such configuration property"), "\(r.stderr)")
         let bad = try Sluice.run(["run", "--drain", file, "--broker", "kafka://nohost"], data: scratch.path + "/w")
         #expect(bad.status != 0 && bad.stderr.contains("--broker must be 'embedded' or kafka://host:port[,host:port]"), "\(bad.stderr)")
-        let produce = try Sluice.run(["produce", "t", "--broker", "kafka://127.0.0.1:9"], data: scratch.path + "/w")
-        #expect(produce.status == 1 && produce.stderr.contains("sluice produce works on the embedded broker only so far"), "\(produce.stderr)")
+        // --broker-option adds to the file's broker_options (checked in name order).
+        let cli = try Sluice.run(["run", "--drain", file, "--broker-option", "also.no.such=1"], data: scratch.path + "/w")
+        #expect(cli.status == 1 && cli.stderr.hasPrefix("error: \(file): broker_options: also.no.such: No such configuration property"), "\(cli.stderr)")
     }
 }
 #endif
