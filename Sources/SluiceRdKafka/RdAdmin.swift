@@ -179,7 +179,7 @@ public final class RdAdmin: @unchecked Sendable {
         try await run { rk in
             var errstr = [CChar](repeating: 0, count: 512)
             guard let nt = rd_kafka_NewTopic_new(name, partitions, -1, &errstr, errstr.count) else {
-                throw RdKafkaError("topic '\(name)': \(String(cString: errstr))")
+                throw RdKafkaError("topic '\(name)': \(cText(errstr))")
             }
             defer { rd_kafka_NewTopic_destroy(nt) }
             for (k, v) in configs.sorted(by: { $0.key < $1.key }) {

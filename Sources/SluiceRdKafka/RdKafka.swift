@@ -83,6 +83,12 @@ public struct RdKafkaSettings: Sendable {
     }
 }
 
+/// The NUL-terminated text librdkafka wrote into an error buffer.
+func cText(_ buffer: [CChar]) -> String {
+    let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
 /// Builds an rd_kafka_conf_t: the bootstrap servers, Sluice's own settings, then the
 /// user's properties (which win). An unknown property or bad value is an error naming it.
 func makeConf(_ settings: RdKafkaSettings, _ own: [(String, String)]) throws -> OpaquePointer {
@@ -90,7 +96,7 @@ func makeConf(_ settings: RdKafkaSettings, _ own: [(String, String)]) throws -> 
     var errstr = [CChar](repeating: 0, count: 512)
     func set(_ name: String, _ value: String, user: Bool) throws {
         if rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
-            let why = String(cString: errstr)
+            let why = cText(errstr)
             rd_kafka_conf_destroy(conf)
             throw RdKafkaError(user ? "\(settings.propertiesLabel): \(name): \(why)" : "librdkafka setting \(name)=\(value): \(why)")
         }
@@ -177,7 +183,7 @@ final class RdHandle: @unchecked Sendable {
         guard let rk = rd_kafka_new(type, conf, &errstr, errstr.count) else {
             rd_kafka_conf_destroy(conf)
             retained.release()
-            throw RdKafkaError("could not create the librdkafka \(type == RD_KAFKA_PRODUCER ? "producer" : "consumer") \(callbacks.name): \(String(cString: errstr))")
+            throw RdKafkaError("could not create the librdkafka \(type == RD_KAFKA_PRODUCER ? "producer" : "consumer") \(callbacks.name): \(cText(errstr))")
         }
         self.rk = rk
         self.retainedCallbacks = retained

@@ -98,7 +98,7 @@ enum Admin {
             defer { for t in newTopics { rd_kafka_NewTopic_destroy(t) } }
             for t in topics {
                 guard let nt = rd_kafka_NewTopic_new(t.name, t.partitions, -1, &errstr, errstr.count) else {
-                    throw RdKafkaError("topic '\(t.name)': \(String(cString: errstr))")
+                    throw RdKafkaError("topic '\(t.name)': \(cText(errstr))")
                 }
                 for (k, v) in t.configs { _ = rd_kafka_NewTopic_set_config(nt, k, v) }
                 newTopics.append(nt)
