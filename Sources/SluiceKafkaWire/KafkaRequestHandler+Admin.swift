@@ -145,7 +145,7 @@ extension KafkaRequestHandler {
                 }
             case 4:  // broker
                 entries = [("num.partitions", "\(config.autoCreatePartitions)"), ("auto.create.topics.enable", config.autoCreatePartitions > 0 ? "true" : "false"),
-                           ("message.max.bytes", "\(config.maxRequestBytes)"), ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(config.advertisedPort)")]
+                           ("message.max.bytes", "\(config.maxRequestBytes)"), ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(advertisedPort)")]
             default:
                 code = KafkaErrorCode.invalidRequest; message = "resource type \(res.resourceType) is not supported"
             }

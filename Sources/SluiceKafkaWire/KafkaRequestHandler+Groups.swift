@@ -15,14 +15,14 @@ extension KafkaRequestHandler {
         if v >= 4 {
             // Batched lookups (KIP-699): every key has the same coordinator.
             response.coordinators = request.coordinatorKeys.map { key in
-                FindCoordinatorResponse.Coordinator(key: key, nodeId: Self.nodeId, host: config.advertisedHost, port: config.advertisedPort, errorCode: 0, errorMessage: nil)
+                FindCoordinatorResponse.Coordinator(key: key, nodeId: Self.nodeId, host: config.advertisedHost, port: advertisedPort, errorCode: 0, errorMessage: nil)
             }
         } else {
             response.errorCode = 0
             response.errorMessage = nil
             response.nodeId = Self.nodeId
             response.host = config.advertisedHost
-            response.port = config.advertisedPort
+            response.port = advertisedPort
         }
         return Self.encoded(response, answering: r, v)
     }

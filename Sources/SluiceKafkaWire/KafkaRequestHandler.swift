@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SluiceBroker
 import SluiceLog
+import Synchronization
 
 public struct KafkaListenerConfig: Sendable {
     /// Host and port advertised in Metadata (what clients connect back to).
@@ -46,12 +47,21 @@ public final class KafkaRequestHandler: Sendable {
     /// The most one fetch answers with, whatever it asks (Kafka's `fetch.max.bytes` default,
     /// 55 MiB), beyond the first batch: bounds the memory one request can take.
     public static let maxFetchResponseBytes = 55 << 20
+    /// The port the listener bound, for a configured advertised port of 0 (listen on 0).
+    private let boundPort = Atomic<Int32>(0)
 
     public init(broker: EmbeddedBroker, config: KafkaListenerConfig, logger: Logger) {
         self.broker = broker
         self.config = config
         self.logger = logger
     }
+
+    /// Tells the handler where the listener is: with an advertised port of 0 (`--kafka
+    /// HOST:0`), Metadata and FindCoordinator then name the port the system chose.
+    public func listening(on port: Int) { boundPort.store(Int32(port), ordering: .releasing) }
+
+    /// The port clients are told to connect to.
+    var advertisedPort: Int32 { config.advertisedPort != 0 ? config.advertisedPort : boundPort.load(ordering: .acquiring) }
 
     /// Parses the header; throws for unknown APIs and versions (except ApiVersions, which is
     /// answered with UNSUPPORTED_VERSION as Kafka does, so the client can retry lower).
@@ -273,7 +283,7 @@ public final class KafkaRequestHandler: Sendable {
             }
         }
         var response = MetadataResponse()
-        response.brokers = [.init(nodeId: Self.nodeId, host: config.advertisedHost, port: config.advertisedPort)]
+        response.brokers = [.init(nodeId: Self.nodeId, host: config.advertisedHost, port: advertisedPort)]
         response.clusterId = config.clusterId
         response.controllerId = Self.nodeId
         response.topics = topics.map { t in

@@ -60,11 +60,9 @@ struct ScaleOutBench: AsyncParsableCommand {
         emit(String(format: "embedded  one sluice run --drain: %.0f records/s (%.2f s wall, process start included)", embeddedRate, local.wall))
 
         // sluice serve, and the input produced through librdkafka.
-        let port = try freePort()
-        let url = "kafka://127.0.0.1:\(port)"
-        let serve = try background(exe, ["serve", "--kafka", "127.0.0.1:\(port)", "--data", base + "/serve"], log: base + "/serve.log")
+        let serve = try background(exe, ["serve", "--kafka", "127.0.0.1:0", "--data", base + "/serve"], log: base + "/serve.log")
         defer { serve.terminate(); serve.waitUntilExit() }
-        try waitForListener(port)
+        let url = "kafka://127.0.0.1:\(try listenerPort(log: base + "/serve.log"))"
         let client = try RdKafkaClient(url: url, logger: Logger(label: "sluice.bench"))
         try await client.createTopics([TopicDeclaration(name: "bench-in", partitions: partitions, flush: "interval", retentionMs: -1)])
         let producer = try RdProducer(client.settings, name: "bench-producer", logger: Logger(label: "sluice.bench"))
@@ -142,30 +140,13 @@ struct ScaleOutBench: AsyncParsableCommand {
         return p
     }
 
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 } }
-        guard bound else { throw CLIError.runtime("cannot find a free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
-    private func waitForListener(_ port: Int) throws {
+    /// The port `sluice serve --kafka 127.0.0.1:0` bound, from the line it prints.
+    private func listenerPort(log: String) throws -> Int {
         for _ in 0..<400 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = UInt16(port).bigEndian
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 } }
-            close(fd)
-            if ok { return }
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let m = text.firstMatch(of: /Kafka listener on 127\.0\.0\.1:(\d+)/), let port = Int(m.1) { return port }
             usleep(50_000)
         }
-        throw CLIError.runtime("sluice serve did not listen on 127.0.0.1:\(port) within 20 s")
+        throw CLIError.runtime("sluice serve did not report its Kafka listener within 20 s; see \(log)")
     }
 }

@@ -55,13 +55,15 @@ struct Serve: AsyncParsableCommand {
                 throw CLIError.user("cannot use --tls-cert \(tlsCert) / --tls-key \(tlsKey): \(error)")
             }
         }
-        let listener = KafkaListener(handler: KafkaRequestHandler(broker: broker, config: config, logger: logger), host: host, port: port, idleTimeout: .milliseconds(idleMs), tls: tls, logger: logger)
+        let handler = KafkaRequestHandler(broker: broker, config: config, logger: logger)
+        let listener = KafkaListener(handler: handler, host: host, port: port, idleTimeout: .milliseconds(idleMs), tls: tls, logger: logger)
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, logger: logger) }
         let stop = StopSignal()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await listener.run { bound in
+                        handler.listening(on: bound)
                         FileHandle.standardError.write(Data("sluice serve: Kafka listener on \(host):\(bound), data \(global.dataPath)\(runners.isEmpty ? "" : ", \(runners.count) pipeline\(runners.count == 1 ? "" : "s")")\n".utf8))
                     }
                 }

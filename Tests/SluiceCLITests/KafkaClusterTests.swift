@@ -17,14 +17,15 @@ func waitUntil(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
     return try check()
 }
 
-/// Starts `sluice serve` on a free port (or `port`) and waits for its listener.
+/// Starts `sluice serve` on `port` (default: one the system picks, port 0) and returns it
+/// once the listener says where it is.
 func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
-    let port = port ?? HTTPSourceTests.freePort()
-    let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port)", "--data", data, "--log-level", "info"])
+    let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:\(port ?? 0)", "--data", data, "--log-level", "info"])
     let deadline = Date().addingTimeInterval(20)
     while !p.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
-    #expect(p.stderrText.contains("Kafka listener on 127.0.0.1:\(port)"), "\(p.stderrText)")
-    return (p, port)
+    let bound = p.stderrText.firstMatch(of: /Kafka listener on 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+    #expect(bound != nil && (port == nil || bound == port), "\(p.stderrText)")
+    return (p, bound ?? -1)
 }
 
 @Suite(.serialized) struct KafkaClusterTests {
@@ -86,12 +87,25 @@ func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
         return file
     }
 
-    /// Every id of 0..<n exactly once.
-    static func exactly(_ ids: [Int], _ n: Int) -> Bool { ids.count == n && Set(ids) == Set(0..<n) }
+    /// The output topic holds every id of 0..<n exactly once (read_committed); returns what
+    /// was read, for further checks.
+    @discardableResult
+    func expectEveryIdOnce(_ port: Int, _ n: Int, sourceLocation: SourceLocation = #_sourceLocation) throws -> (ids: [Int], values: [[String: Any]]) {
+        let out = try readIds(port, topic: "output")
+        #expect(out.ids.count == n && Set(out.ids) == Set(0..<n), "\(out.ids.count) records, \(Set(out.ids).count) distinct, of \(n)", sourceLocation: sourceLocation)
+        return out
+    }
+
+    /// SIGTERM, then the process must finish its batch, commit and exit 0.
+    func stop(_ p: LiveProcess, sourceLocation: SourceLocation = #_sourceLocation) {
+        kill(p.process.processIdentifier, SIGTERM)
+        p.process.waitUntilExit()
+        #expect(p.process.terminationStatus == 0, "exit \(p.process.terminationStatus): \(p.stderrText.suffix(2000))", sourceLocation: sourceLocation)
+    }
 
     @Test func aPipelineFileRunsUnchangedAgainstSluiceServeAndTheNextRunContinues() throws {
         let (server, port) = try serve()
-        defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
+        defer { stop(server) }
         let file = try pipeline("etl", port: port)
         // The first run creates the declared topics through the admin API.
         var r = try Sluice.run(["run", "--drain", file], data: scratch.path + "/w")
@@ -100,28 +114,25 @@ func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
         r = try Sluice.run(["run", "--drain", file], data: scratch.path + "/w")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("pipeline etl: in 2000, out 2000"), "\(r.stderr)")
-        var out = try readIds(port, topic: "output")
-        #expect(Self.exactly(out.ids, 2000), "\(out.ids.count) records, \(Set(out.ids).count) distinct")
+        let out = try expectEveryIdOnce(port, 2000)
         #expect(out.values.allSatisfy { ($0["doubled"] as? Int) == 2 * (($0["seq"] as? Int) ?? -1) })
         // Offsets were committed: more input, and only the new records are processed.
         try produce(port, topic: "input", from: 2000, count: 500)
         r = try Sluice.run(["run", "--drain", file], data: scratch.path + "/w")
         #expect(r.stderr.contains("pipeline etl: in 500, out 500"), "\(r.stderr)")
-        out = try readIds(port, topic: "output")
-        #expect(Self.exactly(out.ids, 2500), "\(out.ids.count) records, \(Set(out.ids).count) distinct")
+        try expectEveryIdOnce(port, 2500)
     }
 
     @Test func exactlyOnceThroughLibrdkafkaWritesTopicAndSQLiteOnce() throws {
         let (server, port) = try serve()
-        defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
+        defer { stop(server) }
         let db = scratch.path + "/eos.db"
         let file = try pipeline("eos", port: port, guarantee: "exactly-once", extraSinks: "  db: { type: sqlite, inputs: [m], path: \(db), table: rows, columns: { id: id, key: key } }")
         try Sluice.run(["run", "--drain", file], data: scratch.path + "/w")
         try produce(port, topic: "input", count: 3000)
         let r = try Sluice.run(["run", "--drain", file], data: scratch.path + "/w")
         #expect(r.status == 0, "\(r.stderr)")
-        let out = try readIds(port, topic: "output")
-        #expect(Self.exactly(out.ids, 3000), "\(out.ids.count) records, \(Set(out.ids).count) distinct")
+        try expectEveryIdOnce(port, 3000)
         let rows = try sh("python3 -c \"import sqlite3; c = sqlite3.connect('\(db)'); print(*c.execute('select count(*), count(distinct id) from rows').fetchone())\"")
         #expect(rows.output.trimmingCharacters(in: .whitespacesAndNewlines) == "3000 3000", "\(rows.output)")
         // The lanes' transactional ids are <pipeline>/<group>/<topic>/<partition>.
@@ -131,7 +142,7 @@ func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
 
     @Test func workersShareThePartitionsAndAKilledWorkersPartitionsMove() throws {
         let (server, port) = try serve()
-        defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
+        defer { stop(server) }
         let file = try pipeline("shared", port: port, guarantee: "exactly-once", partitions: 4, throttle: 2000, options: "broker_options: { session.timeout.ms: \"3000\" }")
         try Sluice.run(["run", "--drain", file], data: scratch.path + "/w0")
         try produce(port, topic: "input", count: 4000)
@@ -155,11 +166,8 @@ func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
         try produce(port, topic: "input", from: 4000, count: 2000)
         let done = try waitUntil(60) { try readIds(port, topic: "output").ids.count >= 6000 }
         #expect(done)
-        kill(b.process.processIdentifier, SIGTERM)
-        b.process.waitUntilExit()
-        #expect(b.process.terminationStatus == 0, "\(b.stderrText)")
-        let out = try readIds(port, topic: "output")
-        #expect(Self.exactly(out.ids, 6000), "\(out.ids.count) records, \(Set(out.ids).count) distinct")
+        stop(b)
+        try expectEveryIdOnce(port, 6000)
     }
 
     @Test func threeWorkersSigkilledFifteenTimesStillProduceEveryRecordOnce() throws {
@@ -186,14 +194,11 @@ func startServe(port: Int? = nil, data: String) throws -> (LiveProcess, Int) {
         server.kill9()
         usleep(500_000)
         (server, _) = try serve(port: port, data: data)
-        defer { kill(server.process.processIdentifier, SIGTERM); server.process.waitUntilExit() }
+        defer { stop(server) }
         let done = try waitUntil(90) { try readIds(port, topic: "output").ids.count >= 6000 }
         #expect(done, "\(worker.stderrText.suffix(2000))")
-        kill(worker.process.processIdentifier, SIGTERM)
-        worker.process.waitUntilExit()
-        #expect(worker.process.terminationStatus == 0, "\(worker.stderrText.suffix(2000))")
-        let out = try readIds(port, topic: "output")
-        #expect(Self.exactly(out.ids, 6000), "\(out.ids.count) records, \(Set(out.ids).count) distinct")
+        stop(worker)
+        try expectEveryIdOnce(port, 6000)
     }
 
     @Test func badClientSettingsAreOneSentenceNamingTheFile() throws {

@@ -18,8 +18,8 @@ Exit status: the checker's (0 ok, 1 defects), or 2 when the run itself went wron
 import argparse
 import os
 import random
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,12 +44,6 @@ transforms:
 sinks:
   out: {{ type: topic, inputs: [m], topic: output, key: key }}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CLOCK = time.monotonic()
@@ -94,21 +88,25 @@ def main():
     rng = random.Random(a.seed)
     os.makedirs(a.work, exist_ok=True)
     data = os.path.join(a.work, "data")
-    port = free_port()
-    url = f"kafka://127.0.0.1:{port}"
-    serve = logged([a.sluice, "serve", "--log-level", "info", "--kafka", f"127.0.0.1:{port}", "--data", data],
+    # Port 0: the system picks a free one, and the broker says which.
+    serve = logged([a.sluice, "serve", "--log-level", "info", "--kafka", "127.0.0.1:0", "--data", data],
                    os.path.join(a.work, "serve.log"))
     events = open(os.path.join(a.work, "events.log"), "w")
+    port = None
     workers = []
     records = 0
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"Kafka listener on 127\.0\.0\.1:(\d+)", open(os.path.join(a.work, "serve.log")).read())
+            if m:
+                port = int(m.group(1))
+            else:
                 time.sleep(0.05)
+        if port is None:
+            print(broker_gone(serve, a.work) or f"error: the broker did not report its listener within 20 s; see {a.work}/serve.log", file=sys.stderr)
+            return 2
+        url = f"kafka://127.0.0.1:{port}"
         from confluent_kafka import Producer
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
