@@ -100,6 +100,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // The realtime channel gateway: the SocketCluster protocol over WebSocket, channels on
+        // the log (docs/socketcluster-protocol.md).
+        .target(
+            name: "SluiceGateway",
+            dependencies: ["SluiceComponents"]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
@@ -140,6 +146,10 @@ let package = Package(
             name: "SluiceKafkaWireTests",
             dependencies: ["SluiceKafkaWire", "SluiceBroker", "SluiceLog", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "SluiceGatewayTests",
+            dependencies: ["SluiceGateway", "SluiceComponents"]
         ),
         .testTarget(
             name: "SluiceCLITests",
