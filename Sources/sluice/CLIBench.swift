@@ -5,6 +5,9 @@
 //            process, stdin from the file; it exits once the records are durable)
 //   consume: sluice consume --from earliest of those records to /dev/null
 // Each round runs dd and produce back to back; the figures are per round and their medians.
+// With --kafka (a build with the RdKafka trait, kcat installed): the same file through a
+// `sluice serve` on loopback, by `sluice produce|consume --broker kafka://…` and by kcat -P /
+// kcat -C -e, round by round in the same run.
 import ArgumentParser
 import Foundation
 
@@ -18,9 +21,11 @@ struct CLIBench: ParsableCommand {
     @Option(help: "Lines in the file.") var records: Int = 1_000_000
     @Option(help: "Bytes per line, newline excluded.") var size: Int = 100
     @Option(help: "Rounds of dd + produce + consume.") var rounds: Int = 3
+    @Flag(help: "Also through sluice serve over the Kafka protocol: sluice produce/consume --broker against kcat (needs the RdKafka trait and kcat).") var kafka = false
 
     func validate() throws {
         if records < 1 || size < 1 || rounds < 1 { throw ValidationError("--records, --size and --rounds must be at least 1") }
+        if kafka && !kafkaClientsBuiltIn { throw ValidationError("--kafka needs a sluice built with the RdKafka trait (swift build -c release --traits RdKafka)") }
     }
 
     func run() throws {
@@ -67,6 +72,60 @@ struct CLIBench: ParsableCommand {
         let (d, p, c) = (median(dd), median(produce), median(consume))
         emit(String(format: "median: dd %.3f s, sluice produce %.3f s (%.0f records/s, %.2f× dd's time; target ≤ 3×), sluice consume %.3f s (%.0f records/s; target ≥ 2,000,000)",
                     d, p, Double(records) / p, p / d, c, Double(records) / c))
+        if kafka { try overKafka(file: file, bytes: text.count, base: base, exe: self_) }
+    }
+
+    /// The same file through `sluice serve`: sluice's librdkafka commands against kcat's.
+    private func overKafka(file: String, bytes: Int, base: String, exe: String) throws {
+        let (serve, port) = try ServeProcess.start(exe, data: base + "/serve", log: base + "/serve.log")
+        defer { serve.terminate(); serve.waitUntilExit() }
+        let url = "kafka://127.0.0.1:\(port)", kcat = ["kcat", "-b", "127.0.0.1:\(port)", "-q"]
+        var sp: [Double] = [], kp: [Double] = [], sc: [Double] = [], kc: [Double] = []
+        for round in 1...rounds {
+            for t in ["s\(round)", "k\(round)"] { _ = try Child.run(exe, ["topic", "create", t, "--partitions", "1", "--broker", url]) }
+            let p = try Child.run(exe, ["produce", "s\(round)", "--broker", url], stdin: file)
+            let k = try Child.run("/usr/bin/env", kcat + ["-P", "-t", "k\(round)", "-X", "enable.idempotence=true", "-X", "acks=all"], stdin: file)
+            let c = try Child.run(exe, ["consume", "s\(round)", "--broker", url])
+            let kcRun = try Child.run("/usr/bin/env", kcat + ["-C", "-t", "k\(round)", "-e", "-o", "beginning"])
+            // What each read printed is the file each wrote.
+            guard c.stdoutBytes == bytes, kcRun.stdoutBytes == bytes else {
+                throw CLIError.runtime("over Kafka, sluice consume printed \(c.stdoutBytes) bytes and kcat \(kcRun.stdoutBytes), not the \(bytes) produced")
+            }
+            sp.append(p.wall); kp.append(k.wall); sc.append(c.wall); kc.append(kcRun.wall)
+            emit(String(format: "kafka round %d: sluice produce --broker %.3f s, kcat -P %.3f s (%.2f×); sluice consume --broker %.3f s, kcat -C %.3f s (%.2f×)",
+                        round, p.wall, k.wall, p.wall / k.wall, c.wall, kcRun.wall, c.wall / kcRun.wall))
+        }
+        let (p, k, c, r) = (median(sp), median(kp), median(sc), median(kc))
+        emit(String(format: "kafka median: sluice produce --broker %.0f records/s, kcat -P %.0f (sluice/kcat time %.2f×); sluice consume --broker %.0f records/s, kcat -C %.0f (%.2f×)",
+                    Double(records) / p, Double(records) / k, p / k, Double(records) / c, Double(records) / r, c / r))
+    }
+}
+
+/// A `sluice serve --kafka 127.0.0.1:0` in the background for benchmarks, and the port it
+/// bound (read from the line it prints).
+enum ServeProcess {
+    static func start(_ exe: String, data: String, log: String) throws -> (Process, Int) {
+        let p = try background(exe, ["serve", "--kafka", "127.0.0.1:0", "--data", data], log: log)
+        for _ in 0..<400 {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let m = text.firstMatch(of: /Kafka listener on 127\.0\.0\.1:(\d+)/), let port = Int(m.1) { return (p, port) }
+            usleep(50_000)
+        }
+        p.terminate()
+        throw CLIError.runtime("sluice serve did not report its Kafka listener within 20 s; see \(log)")
+    }
+
+    /// `exe args` with stdout and stderr into `log`.
+    static func background(_ exe: String, _ args: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let out = FileHandle(forWritingAtPath: log)
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        return p
     }
 }
 

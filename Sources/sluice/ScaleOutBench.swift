@@ -60,9 +60,9 @@ struct ScaleOutBench: AsyncParsableCommand {
         emit(String(format: "embedded  one sluice run --drain: %.0f records/s (%.2f s wall, process start included)", embeddedRate, local.wall))
 
         // sluice serve, and the input produced through librdkafka.
-        let serve = try background(exe, ["serve", "--kafka", "127.0.0.1:0", "--data", base + "/serve"], log: base + "/serve.log")
+        let (serve, port) = try ServeProcess.start(exe, data: base + "/serve", log: base + "/serve.log")
         defer { serve.terminate(); serve.waitUntilExit() }
-        let url = "kafka://127.0.0.1:\(try listenerPort(log: base + "/serve.log"))"
+        let url = "kafka://127.0.0.1:\(port)"
         let client = try RdKafkaClient(url: url, logger: Logger(label: "sluice.bench"))
         try await client.createTopics([TopicDeclaration(name: "bench-in", partitions: partitions, flush: "interval", retentionMs: -1)])
         let producer = try RdProducer(client.settings, name: "bench-producer", logger: Logger(label: "sluice.bench"))
@@ -86,7 +86,7 @@ struct ScaleOutBench: AsyncParsableCommand {
             let probe = try RdConsumerProbe(client, group: name)
             let t0 = monotonicNanos()
             var procs: [Process] = []
-            for n in 0..<k { procs.append(try background(exe, ["run", "--quiet", file, "--data", base + "/\(name)-\(n)"], log: base + "/\(name)-\(n).log")) }
+            for n in 0..<k { procs.append(try ServeProcess.background(exe, ["run", "--quiet", file, "--data", base + "/\(name)-\(n)"], log: base + "/\(name)-\(n).log")) }
             var done = false
             let deadline = t0 + 600_000_000_000
             while !done && monotonicNanos() < deadline {
@@ -126,27 +126,5 @@ struct ScaleOutBench: AsyncParsableCommand {
         sinks:
           out: { type: topic, inputs: [tag], topic: \(name)-out }
         """
-    }
-
-    private func background(_ exe: String, _ args: [String], log: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let out = FileHandle(forWritingAtPath: log)
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        return p
-    }
-
-    /// The port `sluice serve --kafka 127.0.0.1:0` bound, from the line it prints.
-    private func listenerPort(log: String) throws -> Int {
-        for _ in 0..<400 {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let m = text.firstMatch(of: /Kafka listener on 127\.0\.0\.1:(\d+)/), let port = Int(m.1) { return port }
-            usleep(50_000)
-        }
-        throw CLIError.runtime("sluice serve did not report its Kafka listener within 20 s; see \(log)")
     }
 }
