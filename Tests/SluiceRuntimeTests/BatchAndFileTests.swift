@@ -232,6 +232,30 @@ private func committed(_ broker: EmbeddedBroker, _ group: String) async -> Int64
         }
     }
 
+    /// A process killed mid-write leaves a partial last line; the next run cuts it off and
+    /// appends whole lines after what was complete (never over it).
+    @Test func aPartialLastLineLeftByAKilledWriterIsCutOff() async throws {
+        try await withBroker { broker, dir in
+            let input = dir + "/in.txt", out = dir + "/o.jsonl"
+            try "{\"i\": 1}\n{\"i\": 2}\n".write(toFile: input, atomically: true, encoding: .utf8)
+            let text = """
+            name: torn
+            sources:
+              f: { type: file, path: \(input) }
+            sinks:
+              w: { type: file, inputs: [f], path: \(out), format: jsonl }
+            """
+            try "{\"old\": 0}\n{\"old\": 1, \"cut".write(toFile: out, atomically: true, encoding: .utf8)
+            try await PipelineRunner(pipeline: try load(text, "torn.yaml"), broker: broker).run()
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == "{\"old\": 0}\n{\"i\": 1}\n{\"i\": 2}\n")
+            // A file that ends with a whole line is appended to as it is.
+            try "{\"i\": 3}\n".write(toFile: input, atomically: true, encoding: .utf8)
+            let again = text.replacingOccurrences(of: "name: torn", with: "name: torn2")
+            try await PipelineRunner(pipeline: try load(again, "torn2.yaml"), broker: broker).run()
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == "{\"old\": 0}\n{\"i\": 1}\n{\"i\": 2}\n{\"i\": 3}\n")
+        }
+    }
+
     @Test func rotationByAgeStartsANewFile() async throws {
         try await withBroker { broker, dir in
             let out = dir + "/aged.log"

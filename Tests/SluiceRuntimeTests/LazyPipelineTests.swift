@@ -36,14 +36,14 @@ import Testing
     static let job = """
     name: lazy
     sources:
-      in: { type: file, path: "IN", format: jsonl, batch_records: 4 }
+      in: { type: file, path: "@IN@", format: jsonl, batch_records: 4 }
     transforms:
       parse: { type: json, inputs: [in] }
       big: { type: filter, inputs: [parse], where: "amount > 50" }
       tag: { type: map, inputs: [big], set: { cents: "amount * 2", status: "upper(to_string(status))" }, remove: [note], rename: { user: customer } }
     sinks:
-      out: { type: file, inputs: [tag], path: "OUT", format: lines }
-      bad: { type: file, inputs: [parse.errors, big.errors, tag.errors], path: "BAD", format: lines }
+      out: { type: file, inputs: [tag], path: "@OUT@", format: lines }
+      bad: { type: file, inputs: [parse.errors, big.errors, tag.errors], path: "@BAD@", format: lines }
     """
 
     /// The job computed on trees: nil when the record is filtered out, an error when a
@@ -92,7 +92,8 @@ import Testing
         try await withBroker { broker, dir in
             let inFile = dir + "/in.jsonl", outFile = dir + "/out.jsonl", badFile = dir + "/bad.jsonl"
             try (Self.inputs.joined(separator: "\n") + "\n").write(toFile: inFile, atomically: false, encoding: .utf8)
-            let text = Self.job.replacingOccurrences(of: "IN", with: inFile).replacingOccurrences(of: "OUT", with: outFile).replacingOccurrences(of: "BAD", with: badFile)
+            // Placeholders no path can contain (the scratch directory's UUID may hold "BAD").
+            let text = Self.job.replacingOccurrences(of: "@IN@", with: inFile).replacingOccurrences(of: "@OUT@", with: outFile).replacingOccurrences(of: "@BAD@", with: badFile)
             let pipeline = try PipelineLoader(environment: [:]).load(text: text, file: "lazy.yaml")
             try await PipelineRunner(pipeline: pipeline, broker: broker).run()
 

@@ -61,7 +61,7 @@ final class FileSink: ExactlyOnceSink {
             // Appends made at-least-once would be cut off by a stale manifest later.
             try? FileManager.default.removeItem(atPath: path + ".manifest")
         }
-        var opened = try Self.open(path, id: id, columns: columns, format: format)
+        var opened = try Self.open(path, id: id, columns: columns, format: format, warn: warn)
         opened.offsets = offsets
         file = Mutex(opened)
     }
@@ -109,7 +109,7 @@ final class FileSink: ExactlyOnceSink {
         return out.sorted { $0.n < $1.n }
     }
 
-    private static func open(_ path: String, id: String, columns: [String], format: Format) throws -> Open {
+    private static func open(_ path: String, id: String, columns: [String], format: Format, warn: (String) -> Void = { _ in }) throws -> Open {
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         // Only a regular file can be appended to, synced, rotated and cut back (a FIFO, a
         // device or /proc/self/status cannot), so anything else is refused before it is opened.
@@ -123,6 +123,20 @@ final class FileSink: ExactlyOnceSink {
             // /proc files say they are regular but cannot be sought.
             throw ComponentError(component: id, "\(path) is not a regular file that can be appended to (it cannot be sought to its end)")
         }
+        // Every format ends each record with a newline. A file that does not end with one
+        // was cut mid-line by a killed process (at-least-once: those records were never
+        // committed and are written again): the partial line is cut off, so what is
+        // appended now starts a line of its own.
+        if size > 0 {
+            let complete = (try? Self.lastLineEnd(path, size: size)) ?? size
+            if complete < size {
+                guard truncate(path, off_t(complete)) == 0 else {
+                    throw ComponentError(component: id, "cannot cut the partial last line off \(path): \(String(cString: strerror(errno)))")
+                }
+                warn("\(id): cut a partial last line (\(size - complete) bytes) off \(path), left by a process that stopped mid-write; its records are written again")
+            }
+            size = Int64(try h.seekToEnd())
+        }
         if format == .csv && size == 0 {
             var header: [UInt8] = []
             for (i, c) in columns.enumerated() {
@@ -134,6 +148,21 @@ final class FileSink: ExactlyOnceSink {
             size = Int64(header.count)
         }
         return Open(handle: h, size: size, opened: .now)
+    }
+
+    /// The length of the file up to and including its last newline (0 when it has none).
+    private static func lastLineEnd(_ path: String, size: Int64) throws -> Int64 {
+        guard let h = FileHandle(forReadingAtPath: path) else { return size }
+        defer { try? h.close() }
+        var end = size
+        while end > 0 {
+            let start = max(0, end - 65_536)
+            try h.seek(toOffset: UInt64(start))
+            let chunk = try h.read(upToCount: Int(end - start)) ?? Data()
+            if let i = chunk.lastIndex(of: 10) { return start + Int64(chunk.distance(from: chunk.startIndex, to: i)) + 1 }
+            end = start
+        }
+        return 0
     }
 
     /// Appends a line per record of `batch` whose offset is at least `applied` (every record
