@@ -104,7 +104,18 @@ let package = Package(
         // the log (docs/socketcluster-protocol.md).
         .target(
             name: "SluiceGateway",
-            dependencies: ["SluiceComponents"]
+            dependencies: [
+                "SluiceComponents",
+                "SluiceBroker",
+                "SluiceLog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         .executableTarget(
             name: "sluice",
@@ -114,8 +125,11 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceRuntime",
                 "SluiceKafkaWire",
+                "SluiceGateway",
                 .target(name: "SluiceRdKafka", condition: .when(traits: ["RdKafka"])),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -6,6 +6,7 @@ import Logging
 import SluiceBroker
 import NIOSSL
 import SluiceKafkaWire
+import SluiceGateway
 import SluiceRuntime
 
 struct Serve: AsyncParsableCommand {
@@ -21,6 +22,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("sasl-users"), help: "A file of user:password lines; clients must then authenticate with SASL PLAIN or SCRAM-SHA-256.") var saslUsers: String?
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: the listener then speaks TLS (clients use security.protocol SSL or SASL_SSL).") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
+    @OptionGroup var gateway: GatewayOptions
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
@@ -58,6 +60,11 @@ struct Serve: AsyncParsableCommand {
         let handler = KafkaRequestHandler(broker: broker, config: config, logger: logger)
         let listener = KafkaListener(handler: handler, host: host, port: port, idleTimeout: .milliseconds(idleMs), tls: tls, logger: logger)
         let runners = pipelines.map { PipelineRunner(pipeline: $0, broker: broker, logger: logger) }
+        let gatewayServer: GatewayServer?
+        do { gatewayServer = try await gateway.server(log: { try EmbeddedChannelLog(broker: broker, topic: gateway.wsTopic, partitions: gateway.wsPartitions) }, logger: logger) } catch {
+            await broker.close()
+            throw error
+        }
         let stop = StopSignal()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -65,6 +72,13 @@ struct Serve: AsyncParsableCommand {
                     try await listener.run { bound in
                         handler.listening(on: bound)
                         FileHandle.standardError.write(Data("sluice serve: Kafka listener on \(host):\(bound), data \(global.dataPath)\(runners.isEmpty ? "" : ", \(runners.count) pipeline\(runners.count == 1 ? "" : "s")")\n".utf8))
+                    }
+                }
+                if let gatewayServer {
+                    group.addTask {
+                        try await gatewayServer.run { bound in
+                            FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(gatewayServer.host):\(bound)\(gatewayServer.hub.config.path) (channels in topic \(gateway.wsTopic))\n".utf8))
+                        }
                     }
                 }
                 for r in runners { group.addTask { try await r.run() } }

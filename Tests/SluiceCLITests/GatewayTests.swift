@@ -1,0 +1,96 @@
+// The SocketCluster gateway (`sluice serve --ws`) with real clients in their own processes:
+// PyPI's socketclusterclient, and a raw WebSocket client (websockets) for protocol edge
+// cases, hostile input and resuming from the log — each with the versions scripts/test pins
+// and with the newest pip serves.
+import Foundation
+import Testing
+
+/// The Python environments scripts/test makes for the gateway's clients.
+enum GatewayClients: String, CaseIterable, Sendable {
+    case pinned, newest
+
+    func python() throws -> String {
+        let variable = self == .pinned ? "SLUICE_SC_PINNED_PYTHON" : "SLUICE_SC_NEWEST_PYTHON"
+        let path = ProcessInfo.processInfo.environment[variable] ?? PipelineCLITests.repo + "/.build/sc-\(rawValue)/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw InteropSetupError(description: "no Python with the gateway's clients at \(path); scripts/test creates it (a venv with socketclusterclient and websockets)")
+        }
+        return path
+    }
+}
+
+/// Starts `sluice serve` with a gateway on a free port; returns the process and the ws:// URL.
+func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, String, Int) {
+    let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--data", data, "--log-level", "info"] + extra)
+    let deadline = Date().addingTimeInterval(20)
+    while !p.stderrText.contains("WebSocket gateway on"), Date() < deadline { usleep(20_000) }
+    let port = p.stderrText.firstMatch(of: /WebSocket gateway on ws:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+    #expect(port != nil, "\(p.stderrText)")
+    return (p, "ws://127.0.0.1:\(port ?? 0)/socketcluster/", port ?? 0)
+}
+
+@Suite(.serialized) struct GatewayTests {
+    let scratch = Scratch()
+
+    @discardableResult
+    func sh(_ command: String) throws -> (status: Int32, output: String) {
+        let r = try Sluice.run(["-c", command + " 2>&1"], binary: "/bin/sh")
+        return (r.status, r.stdout)
+    }
+
+    func stop(_ p: LiveProcess, sourceLocation: SourceLocation = #_sourceLocation) {
+        kill(p.process.processIdentifier, SIGTERM)
+        p.process.waitUntilExit()
+        #expect(p.process.terminationStatus == 0, "exit \(p.process.terminationStatus): \(p.stderrText.suffix(2000))", sourceLocation: sourceLocation)
+    }
+
+    func script(_ name: String) -> String { PipelineCLITests.repo + "/scripts/gateway/" + name }
+
+    @Test(arguments: GatewayClients.allCases)
+    func socketclusterclientSubscribesPublishesAndReceivesOnlyItsRoom(clients: GatewayClients) throws {
+        let (server, url, _) = try startGateway(data: scratch.path + "/data-\(clients)")
+        defer { stop(server) }
+        let r = try sh("timeout 60 \(try clients.python()) \(script("sc_client_check.py")) \(url)")
+        #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(2000))")
+        for line in ["ok handshake and subscribe acknowledged for both sockets", "ok publish acknowledged without an error",
+                     "ok each socket received only its own room's message, once", "ok an unhandled custom invoke gets InvalidActionError"] {
+            #expect(r.output.contains(line), "\(r.output)")
+        }
+    }
+
+    @Test(arguments: GatewayClients.allCases)
+    func hostileInputGetsAnErrorOrACloseCodeAndOtherSocketsCarryOn(clients: GatewayClients) throws {
+        let key = scratch.path + "/hs256-\(clients).key"
+        try "a-test-key-\(UUID().uuidString)\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let (server, url, port) = try startGateway(data: scratch.path + "/data-\(clients)", [
+            "--ws-auth-key", key,
+            "--ws-rule", "private.* subscribe=claim:role=admin publish=claim:role=admin",
+            "--ws-rule", "readonly.* publish=nobody",
+            "--ws-max-frame", "64KiB", "--ws-max-message", "8KiB", "--ws-rate", "200",
+            "--ws-ping-interval", "1s", "--ws-ping-timeout", "3s", "--ws-handshake-timeout", "2s",
+        ])
+        defer { stop(server) }
+        let r = try sh("timeout 120 \(try clients.python()) \(script("ws_edge_check.py")) \(url) \(key)")
+        #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(2000))")
+        for line in ["ok an unknown invoke: InvalidActionError", "ok a forged token: handshake unauthenticated with AuthTokenInvalidError",
+                     "ok an expired token: AuthTokenExpiredError", "ok #authenticate with a good token opens the claim-guarded channel",
+                     "ok malformed JSON: closed with 1007", "ok a 100 KiB frame: closed with 1009", "closed with 4001",
+                     "then closed with 4429", "ok the bystander received every message through all of it"] {
+            #expect(r.output.contains(line), "\(r.output)")
+        }
+        // The server is unharmed: it still answers over HTTP, and logged each closed peer.
+        let presence = try sh("curl -s -m 5 http://127.0.0.1:\(port)/channels")
+        #expect(presence.status == 0 && presence.output.hasPrefix("{"), "\(presence.output)")
+        #expect(server.stderrText.contains("invalid JSON"), "\(server.stderrText.suffix(2000))")
+    }
+
+    @Test func aSubscriberResumesFromItsLastOffsetWithoutGapsOrDuplicates() throws {
+        let (server, url, _) = try startGateway(data: scratch.path + "/data", ["--ws-buffer", "64KiB", "--ws-rate", "5000"])
+        defer { stop(server) }
+        let r = try sh("timeout 180 \(try GatewayClients.newest.python()) \(script("resume_check.py")) \(url)")
+        #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(2000))")
+        #expect(r.output.contains("ok resumed: exactly the 1,000 messages published while away, in order, then the live one"), "\(r.output)")
+        #expect(r.output.contains("3,002 messages, each once, in order"), "\(r.output)")
+        #expect(r.output.contains("was closed with 4100 after"), "\(r.output)")
+    }
+}
