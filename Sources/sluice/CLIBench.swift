@@ -115,6 +115,16 @@ enum ServeProcess {
         throw CLIError.runtime("sluice serve did not report its Kafka listener within 20 s; see \(log)")
     }
 
+    /// Waits up to 20 s for `log` to show `pattern` and returns its first capture as a port.
+    static func waitFor(_ pattern: Regex<(Substring, Substring)>, log: String, what: String) throws -> Int {
+        for _ in 0..<400 {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let m = text.firstMatch(of: pattern), let port = Int(m.1) { return port }
+            usleep(50_000)
+        }
+        throw CLIError.runtime("sluice serve did not report \(what) within 20 s; see \(log)")
+    }
+
     /// `exe args` with stdout and stderr into `log`.
     static func background(_ exe: String, _ args: [String], log: String) throws -> Process {
         let p = Process()
