@@ -84,6 +84,7 @@ let package = Package(
                 "CRdKafka",
                 "SluiceComponents",
                 "SluiceRuntime",
+                "SluiceGateway",
                 "SluiceLog",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -162,8 +162,12 @@ public struct TopicSourceSettings: Sendable {
     public var start: StartPosition
     public var isolation: ReadIsolation
     public var maxBatchRecords: Int
+    /// Only records whose key matches this pattern (`*` any run) go downstream: the
+    /// `channel` source's channels. Nil passes every record.
+    public var keyPattern: [UInt8]?
 
-    public init(fetchBytes: Int, topic: String, group: String, start: StartPosition, isolation: ReadIsolation, maxBatchRecords: Int) {
+    public init(fetchBytes: Int, topic: String, group: String, start: StartPosition, isolation: ReadIsolation, maxBatchRecords: Int, keyPattern: String? = nil) {
+        self.keyPattern = keyPattern.map { Array($0.utf8) }
         self.fetchBytes = fetchBytes
         self.topic = topic
         self.group = group

@@ -190,27 +190,7 @@ public struct ChannelRules: Sendable {
         let access = action == .subscribe ? rule.subscribe : rule.publish
         if access.allows(token) { return nil }
         let verb = action == .subscribe ? "subscribing to" : "publishing to"
+        if access == .nobody { return SCError(name: "ForbiddenError", message: "\(verb) \(channel) is not allowed (rule '\(rule.pattern)')") }
         return SCError(name: "ForbiddenError", message: "\(verb) \(channel) needs \(access.description) (rule '\(rule.pattern)')")
-    }
-}
-
-public enum Glob {
-    /// `*` matches any run of characters (also none); everything else matches itself.
-    public static func matches(_ pattern: String, _ text: String) -> Bool {
-        let p = Array(pattern.utf8), t = Array(text.utf8)
-        var pi = 0, ti = 0, star = -1, mark = 0
-        while ti < t.count {
-            if pi < p.count, p[pi] == UInt8(ascii: "*") {
-                star = pi; mark = ti; pi += 1
-            } else if pi < p.count, p[pi] == t[ti] {
-                pi += 1; ti += 1
-            } else if star >= 0 {
-                pi = star + 1; mark += 1; ti = mark
-            } else {
-                return false
-            }
-        }
-        while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
-        return pi == p.count
     }
 }

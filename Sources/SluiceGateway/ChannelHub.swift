@@ -132,37 +132,58 @@ public final class ChannelHub: Sendable {
     // MARK: Resume
 
     /// Reads `channel`'s messages in `from..<until` and hands their frames over in chunks;
-    /// `send` returns false when the socket is gone. At most `config.maxResumeMessages`, the
-    /// newest ones.
-    func history(channel: String, partition p: Int32, from: Int64, until: Int64, send: (FrameBatch) async -> Bool) async throws {
+    /// `send` returns false when the socket is gone. At most `limit`, the newest ones.
+    func history(channel: String, partition p: Int32, from: Int64, until: Int64, limit: Int, send: (FrameBatch) async -> Bool) async throws {
         var position = max(from, try await log.startOffset(partition: p))
-        var skip = 0
-        if until - position > Int64(config.maxResumeMessages) {
-            // Count first, to send only the newest maxResumeMessages of this channel.
-            var count = 0
-            var scan = position
-            while scan < until {
-                let next = try await log.read(partition: p, from: scan, maxBytes: 1 << 20, maxWait: .zero) { m in
-                    if m.offset < until && m.channel.elementsEqual(channel.utf8) { count += 1 }
-                }
-                if next == scan { break }
-                scan = next
-            }
-            skip = max(0, count - config.maxResumeMessages)
-        }
         let name = Array(channel.utf8)
-        while position < until {
-            var frames = FrameBatch()
-            let next = try await log.read(partition: p, from: position, maxBytes: 256 << 10, maxWait: .zero) { m in
-                guard m.offset < until, m.channel.elementsEqual(name) else { return }
-                if skip > 0 { skip -= 1; return }
-                frames.add(m)
-            }
-            if next == position { break }
-            position = next
-            if !frames.isEmpty, await !send(frames.seal(partition: p, next: min(next, until))) { return }
+        var skip = 0
+        if until - position > Int64(limit) {
+            // Count first, to send only the newest `limit` of this channel.
+            var count = 0
+            try await readRange(p, from: position, until: until, maxBytes: 1 << 20) { m in
+                if m.channel.elementsEqual(name) { count += 1 }
+            } after: { _ in true }
+            skip = max(0, count - limit)
+        }
+        var frames = FrameBatch()
+        try await readRange(p, from: position, until: until, maxBytes: 256 << 10) { m in
+            guard m.channel.elementsEqual(name) else { return }
+            if skip > 0 { skip -= 1; return }
+            frames.add(m)
+        } after: { next in
+            defer { frames = FrameBatch() }
+            return frames.isEmpty ? true : await send(frames.seal(partition: p, next: min(next, until)))
         }
     }
+
+    /// Reads `from..<until` of partition `p`, message by message, calling `after` once per
+    /// read (false stops). Every offset up to `until` is there to read (the tailer saw it), so
+    /// a read that brings nothing is waited out; ten seconds without progress is an error.
+    private func readRange(_ p: Int32, from: Int64, until: Int64, maxBytes: Int, _ each: (ChannelMessage) -> Void, after: (Int64) async -> Bool) async throws {
+        var position = from
+        var stalledSince: ContinuousClock.Instant?
+        while position < until {
+            let next = try await log.read(partition: p, from: position, maxBytes: maxBytes, maxWait: .milliseconds(200)) { m in
+                if m.offset < until { each(m) }
+            }
+            if next == position {
+                let since = stalledSince ?? .now
+                stalledSince = since
+                if ContinuousClock.now - since > .seconds(10) {
+                    throw GatewayError("reading partition \(p) of \(log.name) made no progress at offset \(position) for 10 s (the history ends at \(until))")
+                }
+                continue
+            }
+            stalledSince = nil
+            position = next
+            if await !after(next) { return }
+        }
+    }
+}
+
+public struct GatewayError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Messages read from one partition as WebSocket text frames, all in one buffer: each is
@@ -177,6 +198,7 @@ struct FrameBatch: @unchecked Sendable {
     }
     var buffer = ByteBufferAllocator().buffer(capacity: 0)
     var entries: [Entry] = []
+    private var scratch: [JSONField] = []
     var partition: Int32 = 0
     /// The offset after the last message read (past skipped control records too).
     var next: Int64 = 0
@@ -184,6 +206,14 @@ struct FrameBatch: @unchecked Sendable {
     var isEmpty: Bool { entries.isEmpty }
 
     mutating func add(_ m: ChannelMessage) {
+        // What a client published was checked; a record another writer put in the topic (a
+        // pipeline, kcat) that is not JSON goes out as a JSON string, never as broken JSON.
+        if (try? JSONIndex.scan(m.message, into: &scratch)) == nil {
+            var quoted: [UInt8] = []
+            JSON.serialize(.string(String(decoding: m.message, as: UTF8.self)), into: &quoted)
+            quoted.withUnsafeBytes { add(ChannelMessage(offset: m.offset, channel: m.channel, message: $0)) }
+            return
+        }
         let channel = String(decoding: m.channel, as: UTF8.self)
         let start = buffer.writerIndex
         // Payload length: prefix + quoted channel + ,"data": + message + ,"offset": + digits + }}

@@ -14,6 +14,12 @@ public struct ChannelMessage {
     public var channel: UnsafeRawBufferPointer
     /// The message's JSON text (the record's value).
     public var message: UnsafeRawBufferPointer
+
+    public init(offset: Int64, channel: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer) {
+        self.offset = offset
+        self.channel = channel
+        self.message = message
+    }
 }
 
 public protocol ChannelLog: Sendable {

@@ -48,7 +48,7 @@ public struct GatewayServer: Sendable {
         bound(actual)
         logger.notice("gateway: WebSocket on \(host):\(actual)\(hub.config.path)")
         await withTaskCancellationHandler {
-            do { try await hub.run() } catch { logger.error("gateway: \(error)") }
+            do { try await hub.run() } catch where !(error is CancellationError) && !Task.isCancelled { logger.error("gateway: \(error)") } catch {}
         } onCancel: {
             Task { await hub.closeAll(); try? await server.close() }
         }
@@ -90,7 +90,7 @@ final class SocketClusterUpgrader: HTTPServerProtocolUpgrader, Sendable {
         if let header = upgradeRequest.headers.first(name: "authorization"), header.lowercased().hasPrefix("bearer ") {
             if case .success(let t) = hub.auth.verify(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) { bearer = t }
         }
-        let peer = channel.remoteAddress?.description ?? "an unknown peer"
+        let peer = channel.remoteAddress.flatMap { a in a.ipAddress.map { "\($0):\(a.port ?? 0)" } } ?? "an unknown peer"
         let socket = GatewaySocket(hub: hub, shard: hub.shard(for: channel.eventLoop), peer: peer, bearer: bearer, logger: logger)
         return channel.eventLoop.makeCompletedFuture {
             let ops = channel.pipeline.syncOperations
@@ -104,7 +104,7 @@ final class SocketClusterUpgrader: HTTPServerProtocolUpgrader, Sendable {
 /// Requests that are not a WebSocket upgrade:
 /// - `GET /channels`: presence, `{"channel": subscriber count, …}`
 /// - `GET /channels/NAME`: `{"channel":NAME,"subscribers":[socket ids]}`
-/// - `POST /channels/NAME`: publish the body (JSON) to NAME; answers `{"offset":N}`
+/// - `POST /channels/NAME`: publish the body (JSON) to NAME; answers `{"published":true,"offset":N}`
 /// - anything else under the static directory, `/` being `index.html`.
 final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
@@ -171,8 +171,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler, @unchec
                 guard (try? JSON.parse(body)) != nil else { respond(400, json: #"{"error":"the body is not JSON"}"#); return }
                 Task {
                     do {
+                        // The offset when the log tells it (a Kafka cluster's producer does not).
                         let offset = try await hub.publish(channel: name, message: body)
-                        loop.execute { self.respond(200, json: #"{"offset":\#(offset)}"#) }
+                        loop.execute { self.respond(200, json: offset >= 0 ? #"{"published":true,"offset":\#(offset)}"# : #"{"published":true}"#) }
                     } catch {
                         let text = String(decoding: JSON.serialize(.object(["error": .string("\(error)")])), as: UTF8.self)
                         loop.execute { self.respond(503, json: text) }

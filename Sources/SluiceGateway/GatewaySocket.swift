@@ -295,27 +295,38 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             if let cid = e.cid { reply(cid, error: denied) }
             return
         }
-        var lastOffset: Int64?
+        // Where to start: after `lastOffset` (a resume), or the newest `history` messages.
+        var from: Int64?
+        var limit = config.maxResumeMessages
         if case .object(let options)? = o["data"] {
-            switch options["lastOffset"] {
-            case .int(let n)?: lastOffset = n
-            case .double(let n)? where n == n.rounded(): lastOffset = Int64(n)
-            case .string(let s)?: lastOffset = Int64(s)
-            default: break
+            if let last = options["lastOffset"].flatMap(Self.integer) {
+                from = last + 1
+            } else if let n = options["history"].flatMap(Self.integer), n > 0 {
+                from = 0
+                limit = Int(min(n, Int64(config.maxResumeMessages)))
             }
         }
         // The response first: clients ignore messages of a channel they are not yet in.
         if let cid = e.cid { reply(cid) }
         let partition = hub.log.partition(of: channel)
         let delivered = shard.delivered[Int(partition)]
-        guard let lastOffset, lastOffset + 1 < delivered else {
+        guard let from, from < delivered else {
             channels[channel] = Subscription(catchingUp: false)
             shard.subscribeLive(self, channel)
             return
         }
         channels[channel] = Subscription(catchingUp: true)
         shard.subscribeCatchingUp(self, channel)
-        resume(channel, partition: partition, from: lastOffset + 1, until: delivered)
+        resume(channel, partition: partition, from: from, until: delivered, limit: limit)
+    }
+
+    private static func integer(_ v: Value) -> Int64? {
+        switch v {
+        case .int(let n): return n
+        case .double(let n) where n == n.rounded() && abs(n) < 9e15: return Int64(n)
+        case .string(let s): return Int64(s)
+        default: return nil
+        }
     }
 
     private func channelProblem(_ channel: String) -> SCError? {
@@ -327,12 +338,12 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Sends `channel`'s history from the log, then what arrived meanwhile.
-    private func resume(_ channel: String, partition: Int32, from: Int64, until: Int64) {
+    private func resume(_ channel: String, partition: Int32, from: Int64, until: Int64, limit: Int) {
         let loop = shard.loop
         let hub = self.hub
         Task {
             do {
-                try await hub.history(channel: channel, partition: partition, from: from, until: until) { batch in
+                try await hub.history(channel: channel, partition: partition, from: from, until: until, limit: limit) { batch in
                     while true {
                         guard let state = try? await loop.submit({ self.sendHistory(channel, batch) }).get() else { return false }
                         switch state {

@@ -3,6 +3,7 @@
 // this sluice was built with the RdKafka trait.
 import Logging
 import SluiceBroker
+import SluiceGateway
 import SluiceRuntime
 #if RdKafka
 import SluiceRdKafka
@@ -46,4 +47,23 @@ final class KafkaClients {
         clients = [:]
         #endif
     }
+}
+
+/// The gateway's channel topic on a Kafka cluster.
+func kafkaChannelLog(url: String, options: [String: String], topic: String, partitions: Int32, logger: Logger) async throws -> any ChannelLog {
+    #if RdKafka
+    do {
+        return try await RdChannelLog.open(url: url, properties: options, topic: topic, partitions: partitions, logger: logger)
+    } catch let e as RdKafkaError {
+        throw CLIError.user("sluice serve --broker \(url): \(e.message)")
+    }
+    #else
+    throw CLIError.user("sluice serve --broker \(url) needs the librdkafka client, and this sluice was built without it; build with `swift build --traits RdKafka` (needs Debian's librdkafka-dev)")
+    #endif
+}
+
+func closeChannelLog(_ log: any ChannelLog) async {
+    #if RdKafka
+    if let rd = log as? RdChannelLog { await rd.close() }
+    #endif
 }

@@ -26,7 +26,7 @@ struct Serve: AsyncParsableCommand {
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
     func run() async throws {
-        try global.requireEmbedded("serve")
+        if let url = global.broker, url != "embedded" { return try await serveGatewayOnly(url) }
         let list = try pipelineFiles(files)
         let pipelines = try loadPipelines(list, registry: plugins.registry(besides: list))
         let (host, port) = try Self.hostPort(kafka, "--kafka")
@@ -99,6 +99,41 @@ struct Serve: AsyncParsableCommand {
             throw error
         }
         await broker.close()
+    }
+
+    /// `--broker kafka://…`: a further gateway process, its channels on that cluster.
+    func serveGatewayOnly(_ url: String) async throws {
+        guard gateway.ws != nil else {
+            throw CLIError.user("sluice serve --broker \(url) runs a gateway only, and needs --ws HOST:PORT (the Kafka listener and pipelines serve the embedded broker)")
+        }
+        guard files.isEmpty else {
+            throw CLIError.user("sluice serve --broker \(url) runs a gateway only; run the pipelines with sluice run --broker \(url)")
+        }
+        global.bootstrapLogging()
+        let logger = Logger(label: "sluice")
+        let log = try await kafkaChannelLog(url: url, options: global.brokerOptionMap, topic: gateway.wsTopic, partitions: gateway.wsPartitions, logger: logger)
+        guard let server = try await gateway.server(log: { log }, logger: logger) else { return }
+        let stop = StopSignal()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await server.run { bound in
+                        FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(server.host):\(bound)\(server.hub.config.path) (channels in topic \(gateway.wsTopic) on \(url))\n".utf8))
+                    }
+                }
+                group.addTask {
+                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
+                    throw CancellationError()
+                }
+                do {
+                    while try await group.next() != nil {}
+                } catch is CancellationError {
+                    group.cancelAll()
+                    while let _ = try? await group.next() {}
+                }
+            }
+        } catch is CancellationError {}
+        await closeChannelLog(log)
     }
 
     static func hostPort(_ text: String, _ option: String) throws -> (String, Int) {

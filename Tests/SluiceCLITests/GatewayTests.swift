@@ -78,10 +78,51 @@ func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, 
                      "then closed with 4429", "ok the bystander received every message through all of it"] {
             #expect(r.output.contains(line), "\(r.output)")
         }
-        // The server is unharmed: it still answers over HTTP, and logged each closed peer.
-        let presence = try sh("curl -s -m 5 http://127.0.0.1:\(port)/channels")
-        #expect(presence.status == 0 && presence.output.hasPrefix("{"), "\(presence.output)")
-        #expect(server.stderrText.contains("invalid JSON"), "\(server.stderrText.suffix(2000))")
+        #expect(r.output.contains("ok presence over HTTP"), "\(r.output)")
+        // The server logged each peer it closed, by address.
+        #expect(server.stderrText.contains("gateway: closing 127.0.0.1") && server.stderrText.contains("invalid JSON"), "\(server.stderrText.suffix(2000))")
+        _ = port
+    }
+
+    @Test func aMessagePublishedThroughOneGatewayProcessReachesSubscribersOfAnother() throws {
+        let (a, urlA, _) = try startGateway(data: scratch.path + "/owner")
+        defer { stop(a) }
+        let kafka = a.stderrText.firstMatch(of: /Kafka listener on 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) } ?? 0
+        let b = try LiveProcess(["serve", "--broker", "kafka://127.0.0.1:\(kafka)", "--ws", "127.0.0.1:0", "--log-level", "info"])
+        defer { stop(b) }
+        let deadline = Date().addingTimeInterval(30)
+        while !b.stderrText.contains("WebSocket gateway on"), Date() < deadline { usleep(20_000) }
+        let portB = b.stderrText.firstMatch(of: /WebSocket gateway on ws:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+        #expect(portB != nil && b.stderrText.contains("on kafka://127.0.0.1:\(kafka)"), "\(b.stderrText)")
+        let r = try sh("timeout 180 \(try GatewayClients.newest.python()) \(script("cross_process_check.py")) \(urlA) ws://127.0.0.1:\(portB ?? 0)/socketcluster/")
+        #expect(r.status == 0, "\(r.output)\nA: \(a.stderrText.suffix(1500))\nB: \(b.stderrText.suffix(1500))")
+        for line in ["ok published through B, subscribed on A: 100 messages in order", "ok published through A, subscribed on B: 100 messages in order",
+                     "ok a subscriber of B resumed the 200 messages published through A while it was away, then live"] {
+            #expect(r.output.contains(line), "\(r.output)")
+        }
+    }
+
+    @Test func aGatewayOnAKafkaBrokerRefusesWhatOnlyTheEmbeddedBrokerServes() throws {
+        let noWs = try Sluice.run(["serve", "--broker", "kafka://127.0.0.1:1"])
+        #expect(noWs.status == 1 && noWs.stderr.contains("needs --ws HOST:PORT"), "\(noWs.stderr)")
+        let rule = try Sluice.run(["serve", "--ws", "127.0.0.1:0", "--ws-rule", "room.* publish=sometimes", "--data", scratch.path + "/refused"])
+        #expect(rule.status == 1 && rule.stderr.contains("'sometimes' is not anyone, authenticated, nobody or claim:NAME=VALUE"), "\(rule.stderr)")
+    }
+
+    @Test func theChatExampleKeepsRoomsApartInARealBrowser() throws {
+        let repo = PipelineCLITests.repo
+        let (server, _, port) = try startGateway(data: scratch.path + "/chat", [
+            "--ws-static", repo + "/pipelines/chat-web",
+            "--ws-rule", "room.* subscribe=anyone publish=nobody", "--ws-rule", "inbox.* subscribe=nobody publish=anyone",
+            repo + "/pipelines/chat.yaml",
+        ])
+        defer { stop(server) }
+        let shot = scratch.path + "/chat.png"
+        let r = try sh("timeout 120 \(try GatewayClients.newest.python()) \(script("browser_check.py")) http://127.0.0.1:\(port) \(shot)")
+        #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(2000))")
+        #expect(r.output.contains(#"ok messages appear only in their own room: {"ann": ["ann: hello-red", "cat: hi-from-cat"], "bob": ["bob: hello-blue"], "cat": ["ann: hello-red", "cat: hi-from-cat"]}"#), "\(r.output)")
+        let png = FileManager.default.contents(atPath: shot) ?? Data()
+        #expect(png.count > 5_000 && png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "screenshot of \(png.count) bytes")
     }
 
     @Test func aSubscriberResumesFromItsLastOffsetWithoutGapsOrDuplicates() throws {

@@ -18,6 +18,7 @@ import hmac
 import json
 import sys
 import time
+import urllib.request
 
 import websockets
 
@@ -68,6 +69,14 @@ async def main():
         fail("subscribe answer: " + json.dumps(r))
     publisher = await Client.open(URL)
     sent = 0
+
+    # Presence over HTTP on the gateway's port.
+    http = URL.replace("ws://", "http://").split("/socketcluster")[0]
+    everyone = json.loads(urllib.request.urlopen(http + "/channels", timeout=5).read())
+    lobby = json.loads(urllib.request.urlopen(http + "/channels/lobby", timeout=5).read())
+    if everyone.get("lobby") != 1 or lobby != {"channel": "lobby", "subscribers": [bystander.handshake["data"]["id"]]}:
+        fail("presence: " + json.dumps(everyone) + " " + json.dumps(lobby))
+    print("ok presence over HTTP: GET /channels and /channels/lobby name the one subscriber")
 
     async def bystander_still_works(after):
         nonlocal sent

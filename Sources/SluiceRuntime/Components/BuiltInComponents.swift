@@ -36,6 +36,22 @@ public enum BuiltInComponents {
                 isolation: config.string("isolation") == "read_uncommitted" ? .readUncommitted : .readCommitted,
                 maxBatchRecords: Int(config.int("batch_records") ?? 1000)))
         },
+        ComponentSpec(kind: .source, type: "channel", summary: "Messages published on the gateway's channels (`sluice serve --ws`) whose name matches `channels`: each record's key is the channel, its value the message's JSON. Reads the channel topic as a consumer group, each partition a lane, like a topic source.", fields: [
+            FieldSpec("channels", .string, required: true, "Channel names to read, a pattern where * matches any run of characters, e.g. inbox.*"),
+            FieldSpec("topic", .topic, default: "channels", "The gateway's channel topic (its --ws-topic)."),
+            FieldSpec("group", .string, "Consumer group; defaults to the pipeline's name."),
+            FieldSpec("start", .choice(["earliest", "latest"]), default: "earliest", "Where to start when the group has no committed offset."),
+            FieldSpec("fetch_bytes", .size, default: "4MiB", "Most bytes read from one partition per poll."),
+            batchField,
+        ]) { config, _ in
+            .topicSource(TopicSourceSettings(
+                fetchBytes: Int(config.bytes("fetch_bytes") ?? (4 << 20)),
+                topic: config.string("topic") ?? "channels", group: config.string("group") ?? config.pipelineName,
+                start: config.string("start") == "latest" ? .latest : .earliest,
+                isolation: .readCommitted,
+                maxBatchRecords: Int(config.int("batch_records") ?? 1000),
+                keyPattern: config.string("channels")!))
+        },
         ComponentSpec(kind: .source, type: "file", summary: "Reads a file one record per line (JSON lines or plain lines); ends at the end of the file unless `follow`.", fields: [
             FieldSpec("path", .string, required: true, "File to read."),
             FieldSpec("format", .choice(["jsonl", "lines", "csv"]), default: "lines", "`jsonl`: each line is a JSON value (parse it with a json transform); `lines`: plain text; `csv`: the first row names the columns and each later row becomes an object (numbers and true/false typed, empty cells null; quoted fields may not span lines)."),
@@ -150,6 +166,14 @@ public enum BuiltInComponents {
             guard let services = context.services else { throw ComponentError(component: config.id, "the topic sink needs a broker") }
             let topic = try TopicName(config.string("topic")!)
             return .sink(TopicSink(id: config.id, output: try await services.output(), topic: topic.rawValue, key: config.expression("key"), partition: config.int("partition").map { Int32($0) }))
+        },
+        ComponentSpec(kind: .sink, type: "channel", summary: "Publishes each record to a gateway channel named by an expression: every subscriber of that channel on every gateway process receives the record's value (JSON; other text is sent as a JSON string).", fields: [
+            FieldSpec("channel", .expression, required: true, "The channel's name, from an expression, e.g. \"room.\" + key."),
+            FieldSpec("topic", .topic, default: "channels", "The gateway's channel topic (its --ws-topic)."),
+        ], exactlyOnceCapable: true, capabilities: .transactionalEffects) { config, context in
+            guard let services = context.services else { throw ComponentError(component: config.id, "the channel sink needs a broker") }
+            let topic = try TopicName(config.string("topic") ?? "channels")
+            return .sink(TopicSink(id: config.id, output: try await services.output(), topic: topic.rawValue, key: config.expression("channel"), partition: nil))
         },
         ComponentSpec(kind: .sink, type: "http", summary: "POSTs records in batches; 5xx answers and connection failures are retried with exponential backoff, 4xx answers send that request's records to `<id>.errors`.", fields: [
             FieldSpec("url", .string, required: true, "Where to POST, e.g. http://127.0.0.1:9000/ingest."),

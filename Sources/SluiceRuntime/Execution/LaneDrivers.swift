@@ -40,13 +40,21 @@ public struct TopicSourceRun: Sendable {
     /// One lane's share of a poll, in offset order, in batches of at most `batch_records`.
     func process(_ part: ConsumerRecords.Part, context: LaneContext) async throws {
         for batch in try FetchedBatches.make(part, maxRecords: settings.maxBatchRecords) {
-            try await graph.process(batch, from: id, context: context)
+            try await processFiltered(batch, context: context)
         }
     }
 
     /// One lane's records, already in batches, through the graph in order.
     package func process(_ batches: [RecordBatch], context: LaneContext) async throws {
-        for batch in batches { try await graph.process(batch, from: id, context: context) }
+        for batch in batches { try await processFiltered(batch, context: context) }
+    }
+
+    /// A batch through the graph, less the records whose key does not match `keyPattern`.
+    private func processFiltered(_ batch: RecordBatch, context: LaneContext) async throws {
+        guard let pattern = settings.keyPattern else { return try await graph.process(batch, from: id, context: context) }
+        var kept = batch
+        kept.slots.removeAll { slot in !batch.withBytes(slot.key) { key in key.map { Glob.matches(pattern, $0) } ?? false } }
+        if !kept.isEmpty { try await graph.process(kept, from: id, context: context) }
     }
 
     func caughtUp(_ consumer: Consumer, broker: EmbeddedBroker) async throws -> Bool {
