@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceGatewayTests",
-            dependencies: ["SluiceGateway", "SluiceComponents"]
+            dependencies: ["SluiceGateway", "SluiceComponents", .product(name: "_CryptoExtras", package: "swift-crypto")]
         ),
         .testTarget(
             name: "SluiceCLITests",

@@ -14,6 +14,11 @@ public struct VerifiedToken: Sendable {
     /// `exp`, in seconds since 1970, when the token has one.
     public var expiry: Int64?
     public var isExpired: Bool { expiry.map { $0 <= Int64(Date().timeIntervalSince1970) } ?? false }
+
+    public init(claims: ValueObject, expiry: Int64?) {
+        self.claims = claims
+        self.expiry = expiry
+    }
 }
 
 public struct GatewayAuth: Sendable {

@@ -39,6 +39,11 @@ public struct GatewayConfig: Sendable {
     public var maxResumeMessages = 100_000
     /// Whether clients may publish (`#publish`); pipelines and the HTTP API always may.
     public var allowClientPublish = true
+    /// The login hook: a client's `login` invoke (`loginEvent`) is POSTed here as JSON; a 200
+    /// answer with a JSON object is the claims of the token the gateway signs and sends with
+    /// `#setAuthToken`. Any other answer refuses the login.
+    public var loginURL: String?
+    public var loginEvent = "login"
     /// A directory served over HTTP beside the WebSocket path (the chat page), or nil.
     public var staticDirectory: String?
 

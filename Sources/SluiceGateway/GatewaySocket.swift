@@ -216,11 +216,51 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             var code = SCCloseCode.normal.rawValue
             if let d = e.data, case .object(let o)? = try? JSON.parse(d), case .int(let c)? = o["code"], (1000...4999).contains(c) { code = UInt16(c) }
             close(code: code, reason: "")
+        case config.loginEvent where config.loginURL != nil:
+            login(e)
         default:
             if let cid = e.cid {
                 reply(cid, error: SCError(name: "InvalidActionError", message: "no procedure handles the event '\(e.name)' on this server"))
             }
         }
+    }
+
+    /// The login hook: the credentials go to the hook; the claims it answers with become a
+    /// token the gateway signs and sends.
+    private func login(_ e: SCEvent) {
+        guard let cid = e.cid else { return }
+        guard let url = config.loginURL else { return }
+        let loop = shard.loop, hub = self.hub, peer = self.peer, logger = self.logger
+        let body = e.data ?? Array("null".utf8)
+        Task {
+            let outcome: Result<(String, VerifiedToken), SCError>
+            do {
+                let claims = try await LoginHook.ask(url, body)
+                guard let token = try hub.auth.sign(claims), case .success(let verified) = hub.auth.verify(token) else {
+                    throw SCError(name: "AuthTokenError", message: "this server has no key to sign auth tokens with (--ws-auth-key, or --ws-auth-rsa with a private key)")
+                }
+                outcome = .success((token, verified))
+            } catch let error as SCError {
+                outcome = .failure(error)
+            } catch {
+                logger.warning("gateway: the login hook \(url) failed for \(peer): \(error)")
+                outcome = .failure(SCError(name: "LoginError", message: "the login hook failed: \(error)"))
+            }
+            loop.execute { self.loggedIn(cid, outcome) }
+        }
+    }
+
+    private func loggedIn(_ cid: Int64, _ outcome: Result<(String, VerifiedToken), SCError>) {
+        guard phase == .open else { return }
+        switch outcome {
+        case .success(let (token, verified)):
+            authToken = verified
+            write(SCEncoder.setAuthToken(token))
+            reply(cid, data: Array(#"{"isAuthenticated":true}"#.utf8))
+        case .failure(let error):
+            reply(cid, error: error)
+        }
+        context?.flush()
     }
 
     private func handshake(cid: Int64, token: String?) {

@@ -26,6 +26,7 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .customLong("ws-handshake-timeout"), help: "A socket that sends no #handshake this long is closed with 4005, e.g. 10s.") var wsHandshakeTimeout: String = "10s"
     @Option(name: .customLong("ws-auth-key"), help: "A file holding the HS256 key for auth tokens.") var wsAuthKey: String?
     @Option(name: .customLong("ws-auth-rsa"), help: "A PEM file: an RSA private key (sign and verify RS256 tokens) or public key (verify only).") var wsAuthRSA: String?
+    @Option(name: .customLong("ws-login"), help: "The login hook: a client's `login` invoke is POSTed to this URL; a 200 JSON object is signed into its auth token.") var wsLogin: String?
     @Option(name: .customLong("ws-rule"), help: "A channel rule, 'PATTERN subscribe=WHO publish=WHO' with WHO anyone, authenticated, nobody or claim:NAME=VALUE; the first match decides (repeatable).") var wsRules: [String] = []
     @Flag(name: .customLong("ws-no-client-publish"), help: "Clients may only subscribe; pipelines and the HTTP API publish.") var wsNoClientPublish = false
 
@@ -56,6 +57,11 @@ struct GatewayOptions: ParsableArguments {
         c.pingTimeoutMs = try Self.duration(wsPingTimeout, "--ws-ping-timeout")
         c.handshakeTimeoutMs = try Self.duration(wsHandshakeTimeout, "--ws-handshake-timeout")
         c.allowClientPublish = !wsNoClientPublish
+        if let wsLogin {
+            guard let u = URL(string: wsLogin), ["http", "https"].contains(u.scheme ?? "") else { throw CLIError.user("--ws-login '\(wsLogin)' is not an http(s) URL") }
+            guard wsAuthKey != nil || wsAuthRSA != nil else { throw CLIError.user("--ws-login needs a key to sign tokens with: --ws-auth-key or --ws-auth-rsa") }
+            c.loginURL = wsLogin
+        }
         var auth = GatewayAuth()
         if wsAuthKey != nil && wsAuthRSA != nil { throw CLIError.user("--ws-auth-key and --ws-auth-rsa: give one") }
         if let wsAuthKey {

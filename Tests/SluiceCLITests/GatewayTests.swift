@@ -62,18 +62,20 @@ func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, 
     func hostileInputGetsAnErrorOrACloseCodeAndOtherSocketsCarryOn(clients: GatewayClients) throws {
         let key = scratch.path + "/hs256-\(clients).key"
         try "a-test-key-\(UUID().uuidString)\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let login = HTTPSourceTests.freePort()
         let (server, url, port) = try startGateway(data: scratch.path + "/data-\(clients)", [
-            "--ws-auth-key", key,
+            "--ws-auth-key", key, "--ws-login", "http://127.0.0.1:\(login)/login",
             "--ws-rule", "private.* subscribe=claim:role=admin publish=claim:role=admin",
             "--ws-rule", "readonly.* publish=nobody",
             "--ws-max-frame", "64KiB", "--ws-max-message", "8KiB", "--ws-rate", "200",
             "--ws-ping-interval", "1s", "--ws-ping-timeout", "3s", "--ws-handshake-timeout", "2s",
         ])
         defer { stop(server) }
-        let r = try sh("timeout 120 \(try clients.python()) \(script("ws_edge_check.py")) \(url) \(key)")
+        let r = try sh("timeout 120 \(try clients.python()) \(script("ws_edge_check.py")) \(url) \(key) \(login)")
         #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(2000))")
         for line in ["ok an unknown invoke: InvalidActionError", "ok a forged token: handshake unauthenticated with AuthTokenInvalidError",
                      "ok an expired token: AuthTokenExpiredError", "ok #authenticate with a good token opens the claim-guarded channel",
+                     "ok the login hook: refused credentials get LoginError; accepted ones a signed token",
                      "ok malformed JSON: closed with 1007", "ok a 100 KiB frame: closed with 1009", "closed with 4001",
                      "then closed with 4429", "ok the bystander received every message through all of it"] {
             #expect(r.output.contains(line), "\(r.output)")

@@ -9,14 +9,19 @@ client (PyPI websockets). The server is started by the caller with:
 Each check prints "ok ..."; the first failure prints FAIL and exits 1. A bystander socket
 subscribed throughout must keep working after every attack.
 
-usage: ws_edge_check.py ws://127.0.0.1:PORT/socketcluster/ KEYFILE
+and --ws-login http://127.0.0.1:LOGIN_PORT/login (this script serves that login hook: ann with
+the password "open sesame" is an admin).
+
+usage: ws_edge_check.py ws://127.0.0.1:PORT/socketcluster/ KEYFILE LOGIN_PORT
 """
 import asyncio
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import sys
+import threading
 import time
 import urllib.request
 
@@ -24,7 +29,7 @@ import websockets
 
 from raw_client import Client
 
-URL, KEYFILE = sys.argv[1], sys.argv[2]
+URL, KEYFILE, LOGIN_PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 KEY = open(KEYFILE, "rb").read().strip()
 
 
@@ -60,7 +65,25 @@ async def expect_close(c, code, what, action=None):
     print("ok " + what + ": closed with " + str(code) + " (" + str(reason) + ")")
 
 
+class LoginHook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body == {"user": "ann", "password": "open sesame"}:
+            answer, status = json.dumps({"sub": "ann", "role": "admin"}).encode(), 200
+        else:
+            answer, status = b"wrong user or password", 401
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
 async def main():
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", LOGIN_PORT), LoginHook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
     bystander = await Client.open(URL)
     if bystander.handshake.get("data", {}).get("isAuthenticated") is not False:
         fail("handshake: " + json.dumps(bystander.handshake))
@@ -71,9 +94,9 @@ async def main():
     sent = 0
 
     # Presence over HTTP on the gateway's port.
-    http = URL.replace("ws://", "http://").split("/socketcluster")[0]
-    everyone = json.loads(urllib.request.urlopen(http + "/channels", timeout=5).read())
-    lobby = json.loads(urllib.request.urlopen(http + "/channels/lobby", timeout=5).read())
+    base = URL.replace("ws://", "http://").split("/socketcluster")[0]
+    everyone = json.loads(urllib.request.urlopen(base + "/channels", timeout=5).read())
+    lobby = json.loads(urllib.request.urlopen(base + "/channels/lobby", timeout=5).read())
     if everyone.get("lobby") != 1 or lobby != {"channel": "lobby", "subscribers": [bystander.handshake["data"]["id"]]}:
         fail("presence: " + json.dumps(everyone) + " " + json.dumps(lobby))
     print("ok presence over HTTP: GET /channels and /channels/lobby name the one subscriber")
@@ -168,6 +191,27 @@ async def main():
     await expect_error(expired, "#publish", {"channel": "private.admin", "data": 1}, "ForbiddenError", "publishing after #removeAuthToken")
     print("ok #authenticate with a good token opens the claim-guarded channel; #removeAuthToken closes it again")
     await bystander_still_works("tokens")
+
+    # The login hook: the gateway asks it, signs the claims it answers with, sends the token.
+    c = await Client.open(URL)
+    await expect_error(c, "login", {"user": "ann", "password": "wrong"}, "LoginError", "a login the hook refuses")
+    r = await c.call("login", {"user": "ann", "password": "open sesame"})
+    if r != {"rid": c.cid, "data": {"isAuthenticated": True}}:
+        fail("login: " + json.dumps(r))
+    m = await c.recv()
+    if m.get("event") != "#setAuthToken":
+        fail("after login: " + json.dumps(m))
+    token = m["data"]["token"]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    if claims.get("sub") != "ann" or claims.get("role") != "admin" or claims.get("exp", 0) <= now:
+        fail("the signed token's claims: " + json.dumps(claims))
+    r = await c.call("#subscribe", {"channel": "private.admin"})
+    if "error" in r:
+        fail("subscribe after login: " + json.dumps(r))
+    again = await Client.open(URL, token=token)
+    if again.handshake["data"]["isAuthenticated"] is not True:
+        fail("handshake with the signed token: " + json.dumps(again.handshake))
+    print("ok the login hook: refused credentials get LoginError; accepted ones a signed token (#setAuthToken) that opens the guarded channel and a later handshake")
 
     # Closing attacks, each on its own socket.
     c = await Client.open(URL, handshake=False)
