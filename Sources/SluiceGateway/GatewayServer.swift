@@ -47,12 +47,15 @@ public struct GatewayServer: Sendable {
         let actual = server.localAddress?.port ?? port
         bound(actual)
         logger.notice("gateway: WebSocket on \(host):\(actual)\(hub.config.path)")
-        await withTaskCancellationHandler {
-            do { try await hub.run() } catch where !(error is CancellationError) && !Task.isCancelled { logger.error("gateway: \(error)") } catch {}
-        } onCancel: {
-            Task { await hub.closeAll(); try? await server.close() }
-        }
+        // Tails until cancelled; then every socket gets its 1001 before the port closes.
+        do { try await hub.run() } catch where !(error is CancellationError) && !Task.isCancelled { logger.error("gateway: \(error)") } catch {}
+        let sockets = await hub.connectionCount()
         try? await server.close()
+        await hub.closeAll()
+        // Clients answer the close frame and hang up; give them up to two seconds, so none is
+        // reset before it has read its 1001.
+        for _ in 0..<100 where await hub.connectionCount() > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+        logger.info("gateway: closed \(sockets) socket\(sockets == 1 ? "" : "s") with 1001")
     }
 }
 

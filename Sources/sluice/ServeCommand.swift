@@ -7,6 +7,7 @@ import SluiceBroker
 import NIOSSL
 import SluiceKafkaWire
 import SluiceGateway
+import ServiceLifecycle
 import SluiceRuntime
 
 struct Serve: AsyncParsableCommand {
@@ -65,40 +66,23 @@ struct Serve: AsyncParsableCommand {
             await broker.close()
             throw error
         }
-        let stop = StopSignal()
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await listener.run { bound in
-                        handler.listening(on: bound)
-                        FileHandle.standardError.write(Data("sluice serve: Kafka listener on \(host):\(bound), data \(global.dataPath)\(runners.isEmpty ? "" : ", \(runners.count) pipeline\(runners.count == 1 ? "" : "s")")\n".utf8))
-                    }
-                }
-                if let gatewayServer {
-                    group.addTask {
-                        try await gatewayServer.run { bound in
-                            FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(gatewayServer.host):\(bound)\(gatewayServer.hub.config.path) (channels in topic \(gateway.wsTopic))\n".utf8))
-                        }
-                    }
-                }
-                for r in runners { group.addTask { try await r.run() } }
-                group.addTask {
-                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
-                    throw CancellationError()
-                }
-                do {
-                    while try await group.next() != nil {}
-                } catch is CancellationError {
-                    group.cancelAll()
-                    while let _ = try? await group.next() {}
-                }
-            }
-        } catch {
-            await broker.close()
-            if error is CancellationError { return }
-            throw error
+        let listening: @Sendable (Int) -> Void = { bound in
+            handler.listening(on: bound)
+            FileHandle.standardError.write(Data("sluice serve: Kafka listener on \(host):\(bound), data \(global.dataPath)\(runners.isEmpty ? "" : ", \(runners.count) pipeline\(runners.count == 1 ? "" : "s")")\n".utf8))
         }
-        await broker.close()
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: BrokerService(broker: broker, logger: logger), serviceName: "broker"),
+            .init(service: KafkaListenerService(listener: listener, bound: listening, logger: logger), serviceName: "kafka-listener"),
+        ]
+        if let gatewayServer {
+            services.append(.init(service: GatewayService(server: gatewayServer, bound: { bound in
+                FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(gatewayServer.host):\(bound)\(gatewayServer.hub.config.path) (channels in topic \(gateway.wsTopic))\n".utf8))
+            }, logger: logger), serviceName: "gateway"))
+        }
+        services.append(.init(service: PipelinesService(runners: runners, logger: logger), serviceName: "pipelines"))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // The broker service closes the broker however the group ends.
+        try await group.run()
     }
 
     /// `--broker kafka://…`: a further gateway process, its channels on that cluster.
@@ -113,26 +97,14 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "sluice")
         let log = try await kafkaChannelLog(url: url, options: global.brokerOptionMap, topic: gateway.wsTopic, partitions: gateway.wsPartitions, logger: logger)
         guard let server = try await gateway.server(log: { log }, logger: logger) else { return }
-        let stop = StopSignal()
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await server.run { bound in
-                        FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(server.host):\(bound)\(server.hub.config.path) (channels in topic \(gateway.wsTopic) on \(url))\n".utf8))
-                    }
-                }
-                group.addTask {
-                    while !stop.requested { try await Task.sleep(for: .milliseconds(50)) }
-                    throw CancellationError()
-                }
-                do {
-                    while try await group.next() != nil {}
-                } catch is CancellationError {
-                    group.cancelAll()
-                    while let _ = try? await group.next() {}
-                }
-            }
-        } catch is CancellationError {}
+        let service = GatewayService(server: server, bound: { bound in
+            FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(server.host):\(bound)\(server.hub.config.path) (channels in topic \(gateway.wsTopic) on \(url))\n".utf8))
+        }, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: service, serviceName: "gateway")], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do { try await group.run() } catch {
+            await closeChannelLog(log)
+            throw error
+        }
         await closeChannelLog(log)
     }
 

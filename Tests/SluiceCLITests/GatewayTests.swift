@@ -127,6 +127,28 @@ func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, 
         #expect(png.count > 5_000 && png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "screenshot of \(png.count) bytes")
     }
 
+    @Test func sigtermStopsPipelinesThenTheGatewayThenTheListenerThenTheBroker() throws {
+        let (server, url, _) = try startGateway(data: scratch.path + "/lifecycle", [PipelineCLITests.repo + "/pipelines/chat.yaml"])
+        let out = scratch.path + "/holder.out"
+        let holder = try LiveProcess(["-c", "exec \(try GatewayClients.newest.python()) \(script("hold_socket.py")) \(url) > \(out) 2>&1"], executable: "/bin/sh")
+        var deadline = Date().addingTimeInterval(20)
+        func held() -> String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
+        while !(server.stderrText.contains("group chat is stable") && held().contains("holding")), Date() < deadline { usleep(20_000) }
+        #expect(held().contains("holding"), "\(held())")
+        kill(server.process.processIdentifier, SIGTERM)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0, "\(server.stderrText.suffix(2000))")
+        deadline = Date().addingTimeInterval(10)
+        while holder.process.isRunning, Date() < deadline { usleep(20_000) }
+        let log = server.stderrText
+        let order = ["serve: the pipelines stopped", "gateway: closed 1 socket with 1001", "serve: the gateway closed its sockets and its port",
+                     "serve: the Kafka listener stopped", "serve: the broker closed its logs"]
+        let positions = order.map { log.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil } && zip(positions, positions.dropFirst()).allSatisfy { $0! < $1! }, "\(log.suffix(2000))")
+        // The client read its close frame: 1001, with the reason.
+        #expect(holder.process.terminationStatus == 0 && held().contains("closed 1001 the server is shutting down"), "\(held())")
+    }
+
     @Test func aSubscriberResumesFromItsLastOffsetWithoutGapsOrDuplicates() throws {
         let (server, url, _) = try startGateway(data: scratch.path + "/data", ["--ws-buffer", "64KiB", "--ws-rate", "5000"])
         defer { stop(server) }

@@ -20,7 +20,10 @@ class Client:
 
     async def read(self):
         try:
-            async for m in self.ws:
+            while True:
+                # recv, not `async for`: a clean close (1000, 1001) ends the iteration without
+                # telling its code, and recv raises ConnectionClosedOK with it.
+                m = await self.ws.recv()
                 if m == "":
                     self.pings += 1
                     await self.ws.send("")
