@@ -127,6 +127,13 @@ func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, 
         #expect(png.count > 5_000 && png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "screenshot of \(png.count) bytes")
     }
 
+    @Test func underDropOldestASlowSubscriberStaysAndGetsTheNewestMessages() throws {
+        let (server, url, _) = try startGateway(data: scratch.path + "/drop", ["--ws-slow", "drop-oldest", "--ws-buffer", "64KiB", "--ws-rate", "5000"])
+        defer { stop(server) }
+        let r = try sh("timeout 120 \(try GatewayClients.newest.python()) \(script("drop_oldest_check.py")) \(url)")
+        #expect(r.status == 0 && r.output.contains("ok drop-oldest: the slow subscriber stayed connected"), "\(r.output)\n\(server.stderrText.suffix(2000))")
+    }
+
     @Test func sigtermStopsPipelinesThenTheGatewayThenTheListenerThenTheBroker() throws {
         let (server, url, _) = try startGateway(data: scratch.path + "/lifecycle", [PipelineCLITests.repo + "/pipelines/chat.yaml"])
         let out = scratch.path + "/holder.out"
