@@ -607,7 +607,14 @@ enum Frames {
     }
 
     static func close(code: UInt16, reason: String) -> ByteBuffer {
-        let r = Array(reason.utf8.prefix(123))
+        // A close frame's payload is at most 125 bytes: the code and 123 of reason, cut
+        // between characters.
+        var r: [UInt8] = []
+        for ch in reason.unicodeScalars {
+            let bytes = Array(String(ch).utf8)
+            if r.count + bytes.count > 123 { break }
+            r += bytes
+        }
         var b = ByteBufferAllocator().buffer(capacity: r.count + 4)
         header(&b, opcode: 0x8, length: r.count + 2)
         b.writeInteger(code)

@@ -26,6 +26,7 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
         var lastUsed: ContinuousClock.Instant
     }
     private let cursors = Mutex<[CursorKey: Cursor]>([:])
+    private let appendLock = AsyncLock()
     private struct CursorKey: Hashable {
         var partition: Int32
         var next: Int64
@@ -84,6 +85,10 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
 
     /// Returns -1: the offsets are the cluster's, and the producer does not wait to learn them.
     public func append(partition: Int32, _ messages: [(channel: String, message: [UInt8])]) async throws -> Int64 {
+        // One append at a time: the producer's flush waits for every record handed over, so
+        // concurrent appends under steady load could keep each other waiting.
+        await appendLock.lock()
+        defer { appendLock.unlock() }
         var builder = RecordBatchBuilder(capacity: messages.reduce(128) { $0 + $1.channel.utf8.count + $1.message.count + 24 })
         let now = currentTimeMillis()
         for m in messages { builder.append(key: Array(m.channel.utf8), value: m.message, timestamp: now) }
@@ -132,6 +137,34 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
         let consumer = try RdConsoleConsumer(url: url, properties: properties, label: "--broker-option", topic: topic, group: nil, earliest: true, readCommitted: false, logger: logger)
         try await consumer.assign([(partition, .offset(offset))])
         return consumer
+    }
+}
+
+/// A lock for async code: waiters queue in order and resume one at a time.
+final class AsyncLock: Sendable {
+    private struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func lock() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if !s.locked { s.locked = true; return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func unlock() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty { s.locked = false; return nil }
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }
 #endif
