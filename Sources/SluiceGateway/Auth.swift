@@ -100,7 +100,7 @@ public struct GatewayAuth: Sendable {
     static func seconds(_ v: Value) -> Int64? {
         switch v {
         case .int(let i): return i
-        case .double(let d): return Int64(d)
+        case .double(let d): return d.isFinite && abs(d) < 9e15 ? Int64(d.rounded(.down)) : nil
         default: return nil
         }
     }

@@ -100,6 +100,7 @@ public final class ChannelHub: Sendable {
     private func tail(partition p: Int32) async throws {
         var position = starts[Int(p)]
         var failures = 0
+        var inFlight: [[EventLoopFuture<Void>]] = []
         while !Task.isCancelled {
             var frames = FrameBatch()
             let next: Int64
@@ -123,8 +124,11 @@ public final class ChannelHub: Sendable {
             if next == position { continue }
             position = next
             let batch = frames.seal(partition: p, next: next)
-            for s in shards {
-                s.loop.execute { s.deliver(batch) }
+            // At most a few batches in flight per loop: a loop that falls behind slows the
+            // tailer instead of queueing batches without bound.
+            inFlight.append(shards.map { s in s.loop.submit { s.deliver(batch) } })
+            if inFlight.count > 4 {
+                for f in inFlight.removeFirst() { try? await f.get() }
             }
         }
     }
@@ -276,14 +280,22 @@ final class Appender: Sendable {
         self.partition = partition
     }
 
+    /// Publishes waiting for one partition at most; beyond, a publish is refused.
+    static let maxPending = 100_000
+
     func enqueue(_ channel: String, _ message: [UInt8], _ done: @escaping Done) {
-        let start = state.withLock { s -> Bool in
+        let start = state.withLock { s -> Bool? in
+            if s.pending.count >= Self.maxPending { return nil }
             s.pending.append((channel, message, done))
             if s.draining { return false }
             s.draining = true
             return true
         }
-        if start { Task { await self.drain() } }
+        switch start {
+        case nil: done(.failure(GatewayError("\(Self.maxPending) messages are already waiting for partition \(partition) of \(log.name); try again")))
+        case true?: Task { await self.drain() }
+        case false?: break
+        }
     }
 
     private func drain() async {
@@ -296,7 +308,8 @@ final class Appender: Sendable {
             if batch.isEmpty { return }
             do {
                 let base = try await log.append(partition: partition, batch.map { ($0.channel, $0.message) })
-                for (i, b) in batch.enumerated() { b.done(.success(base + Int64(i))) }
+                // -1: the log does not tell offsets (a Kafka cluster's producer).
+                for (i, b) in batch.enumerated() { b.done(.success(base < 0 ? -1 : base + Int64(i))) }
             } catch {
                 for b in batch { b.done(.failure(error)) }
             }

@@ -28,6 +28,9 @@ public struct GatewayConfig: Sendable {
     /// Bytes waiting to be written to one socket before the slow-subscriber policy applies.
     public var outboundBufferBytes = 1 << 20
     public var slowSubscribers = SlowSubscriberPolicy.close
+    /// Live messages one socket may have held back while resumes read the log; past it the
+    /// socket is closed with 4100 (it can resume again).
+    public var maxHeldBytes = 16 << 20
     /// Packets one socket may send per second, with bursts of twice that. Over it, calls get a
     /// RateLimitError; a socket that keeps going is closed with 4429.
     public var inboundPacketsPerSecond = 1_000

@@ -117,6 +117,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler, @unchec
     let logger: Logger
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
+    /// The request's body went over the limit: answered 413, the rest of it ignored.
+    private var rejected = false
     private var context: ChannelHandlerContext?
 
     init(hub: ChannelHub, logger: Logger) {
@@ -132,14 +134,22 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler, @unchec
         case .head(let h):
             head = h
             body.clear()
+            rejected = false
         case .body(var b):
+            if rejected { return }
             if body.readableBytes + b.readableBytes > hub.config.maxMessageBytes {
-                respond(413, json: #"{"error":"the body is over the \#(hub.config.maxMessageBytes)-byte limit"}"#)
-                head = nil
+                rejected = true
+                body.clear()
                 return
             }
             body.writeBuffer(&b)
         case .end:
+            if rejected {
+                rejected = false
+                head = nil
+                respond(413, json: #"{"error":"the body is over the \#(hub.config.maxMessageBytes)-byte limit"}"#)
+                return
+            }
             guard let h = head else { return }
             head = nil
             route(h, Array(body.readableBytesView))
@@ -191,12 +201,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler, @unchec
             respond(404, json: #"{"error":"not found"}"#)
             return
         }
+        // Decoded first, then checked: "%2e%2e" must not climb out of the directory either.
         let relative = path == "/" ? "index.html" : String(path.dropFirst())
-        guard !relative.split(separator: "/").contains(".."), let decoded = relative.removingPercentEncoding else {
+        guard let decoded = relative.removingPercentEncoding, !decoded.contains("\u{0}"),
+              !decoded.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
             respond(404, json: #"{"error":"not found"}"#)
             return
         }
-        let file = root + "/" + decoded
+        let file = URL(fileURLWithPath: root + "/" + decoded).standardizedFileURL.path
+        guard file.hasPrefix(root + "/") else {
+            respond(404, json: #"{"error":"not found"}"#)
+            return
+        }
         NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> [UInt8] in
             Array(try Data(contentsOf: URL(fileURLWithPath: file)))
         }.whenComplete { result in

@@ -18,10 +18,18 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
     enum Phase { case awaitingHandshake, open, closing }
 
     struct Subscription {
+        /// Live messages are held (or skipped) rather than written: the socket is in its
+        /// shard's catching-up list.
         var catchingUp: Bool
-        /// Live messages that arrived while the history was being sent.
+        /// Which subscribe this is: a resume task of an earlier one (unsubscribed since)
+        /// must not act on it.
+        var generation: UInt64
+        /// Live messages at or below this offset are not sent (the client has them): a
+        /// `lastOffset` at or past what this gateway has delivered so far.
+        var skipThrough: Int64 = -1
+        /// Live messages that arrived while the history was being sent (copies: a slice would
+        /// keep its whole batch's buffer alive).
         var held: [ByteBuffer] = []
-        var heldBytes = 0
     }
 
     let hub: ChannelHub
@@ -49,6 +57,9 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
     private var tokens: Double
     private var lastRefill: NIODeadline
     private var overLimit = 0
+    private var generations: UInt64 = 0
+    /// Bytes held for catching-up channels, over all of them.
+    private var heldBytes = 0
     private var refusalWindow = NIODeadline.uptimeNanoseconds(0)
 
     init(hub: ChannelHub, shard: Shard, peer: String, bearer: VerifiedToken? = nil, logger: Logger) {
@@ -157,7 +168,10 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             switch packet {
             case .event(let e): event(e)
             case .ping: write(Frames.text("#2")); context?.flush()
-            case .pong, .response, .raw: break
+            case .response, .raw:
+                // Strict handshake, as SocketCluster 15+: nothing but #handshake comes first.
+                if phase == .awaitingHandshake { close(code: SCCloseCode.packetBeforeHandshake.rawValue, reason: "a packet before #handshake") }
+            case .pong: break
             }
         }
         context?.flush()
@@ -236,10 +250,13 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             let outcome: Result<(String, VerifiedToken), SCError>
             do {
                 let claims = try await LoginHook.ask(url, body)
-                guard let token = try hub.auth.sign(claims), case .success(let verified) = hub.auth.verify(token) else {
+                guard let token = try hub.auth.sign(claims) else {
                     throw SCError(name: "AuthTokenError", message: "this server has no key to sign auth tokens with (--ws-auth-key, or --ws-auth-rsa with a private key)")
                 }
-                outcome = .success((token, verified))
+                switch hub.auth.verify(token) {
+                case .success(let verified): outcome = .success((token, verified))
+                case .failure(let e): throw SCError(name: "LoginError", message: "the login hook's claims make no valid token: \(e.message)")
+                }
             } catch let error as SCError {
                 outcome = .failure(error)
             } catch {
@@ -340,6 +357,10 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
         var limit = config.maxResumeMessages
         if case .object(let options)? = o["data"] {
             if let last = options["lastOffset"].flatMap(Self.integer) {
+                guard last >= -1, last < Int64.max else {
+                    if let cid = e.cid { reply(cid, error: SCError(name: "InvalidActionError", message: "lastOffset \(last) is not an offset (-1 for the start)")) }
+                    return
+                }
                 from = last + 1
             } else if let n = options["history"].flatMap(Self.integer), n > 0 {
                 from = 0
@@ -350,14 +371,23 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
         if let cid = e.cid { reply(cid) }
         let partition = hub.log.partition(of: channel)
         let delivered = shard.delivered[Int(partition)]
-        guard let from, from < delivered else {
-            channels[channel] = Subscription(catchingUp: false)
+        generations += 1
+        let generation = generations
+        guard let from, from != delivered else {
+            channels[channel] = Subscription(catchingUp: false, generation: generation)
             shard.subscribeLive(self, channel)
             return
         }
-        channels[channel] = Subscription(catchingUp: true)
+        if from > delivered {
+            // The client has seen further than this gateway has delivered (it was on another
+            // one): live messages up to its offset are skipped.
+            channels[channel] = Subscription(catchingUp: true, generation: generation, skipThrough: from - 1)
+            shard.subscribeCatchingUp(self, channel)
+            return
+        }
+        channels[channel] = Subscription(catchingUp: true, generation: generation)
         shard.subscribeCatchingUp(self, channel)
-        resume(channel, partition: partition, from: from, until: delivered, limit: limit)
+        resume(channel, generation, partition: partition, from: from, until: delivered, limit: limit)
     }
 
     private static func integer(_ v: Value) -> Int64? {
@@ -378,14 +408,14 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Sends `channel`'s history from the log, then what arrived meanwhile.
-    private func resume(_ channel: String, partition: Int32, from: Int64, until: Int64, limit: Int) {
+    private func resume(_ channel: String, _ generation: UInt64, partition: Int32, from: Int64, until: Int64, limit: Int) {
         let loop = shard.loop
         let hub = self.hub
         Task {
             do {
                 try await hub.history(channel: channel, partition: partition, from: from, until: until, limit: limit) { batch in
                     while true {
-                        guard let state = try? await loop.submit({ self.sendHistory(channel, batch) }).get() else { return false }
+                        guard let state = try? await loop.submit({ self.sendHistory(channel, generation, batch) }).get() else { return false }
                         switch state {
                         case .gone: return false
                         case .sent: return true
@@ -393,33 +423,37 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
                         }
                     }
                 }
-                loop.execute { self.caughtUp(channel) }
+                loop.execute { self.caughtUp(channel, generation) }
             } catch {
-                loop.execute { self.resumeFailed(channel, error) }
+                loop.execute { self.resumeFailed(channel, generation, error) }
             }
         }
     }
 
     enum HistoryState { case sent, full, gone }
 
-    private func sendHistory(_ channel: String, _ batch: FrameBatch) -> HistoryState {
-        guard phase == .open, channels[channel]?.catchingUp == true, let context else { return .gone }
+    private func sendHistory(_ channel: String, _ generation: UInt64, _ batch: FrameBatch) -> HistoryState {
+        guard phase == .open, let sub = channels[channel], sub.catchingUp, sub.generation == generation, let context else { return .gone }
         guard context.channel.isWritable else { return .full }
         for e in batch.entries { context.write(wrapOutboundOut(batch.frame(e)), promise: nil) }
         context.flush()
         return .sent
     }
 
-    private func caughtUp(_ channel: String) {
-        guard phase == .open, let sub = channels[channel], sub.catchingUp, let context else { return }
-        for f in sub.held { context.write(wrapOutboundOut(f), promise: nil) }
-        context.flush()
-        channels[channel] = Subscription(catchingUp: false)
+    private func caughtUp(_ channel: String, _ generation: UInt64) {
+        guard phase == .open, let sub = channels[channel], sub.catchingUp, sub.generation == generation else { return }
+        channels[channel] = Subscription(catchingUp: false, generation: generation)
         shard.caughtUp(self, channel)
+        for f in sub.held {
+            heldBytes -= f.readableBytes
+            send(f)
+        }
+        context?.flush()
     }
 
-    private func resumeFailed(_ channel: String, _ error: any Error) {
-        guard phase == .open, channels[channel] != nil else { return }
+    private func resumeFailed(_ channel: String, _ generation: UInt64, _ error: any Error) {
+        guard phase == .open, let sub = channels[channel], sub.generation == generation else { return }
+        for f in sub.held { heldBytes -= f.readableBytes }
         logger.warning("gateway: resuming \(channel) for \(peer) failed: \(error)")
         channels[channel] = nil
         shard.unsubscribe(self, channel)
@@ -432,7 +466,10 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             if let cid = e.cid { reply(cid, error: SCError(name: "InvalidActionError", message: "#unsubscribe needs the channel's name as data")) }
             return
         }
-        if channels.removeValue(forKey: channel) != nil { shard.unsubscribe(self, channel) }
+        if let sub = channels.removeValue(forKey: channel) {
+            for f in sub.held { heldBytes -= f.readableBytes }
+            shard.unsubscribe(self, channel)
+        }
         if let cid = e.cid { reply(cid) }
     }
 
@@ -487,13 +524,24 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
             needsFlush = true
             return true
         }
+        queue(frame)
+        return false
+    }
+
+    /// A frame for a socket that is not writable now: queued (a copy, so the batch's buffer
+    /// is not kept alive), up to the buffer size; past it the slow-subscriber policy decides.
+    private func queue(_ frame: ByteBuffer) {
+        overflow.append(Self.copy(frame))
+        overflowBytes += frame.readableBytes
+        guard overflowBytes > config.outboundBufferBytes else { return }
         switch config.slowSubscribers {
         case .close:
             logger.info("gateway: closing \(peer): its outbound buffer of \(config.outboundBufferBytes) bytes is full")
             close(code: GatewayCloseCode.slowSubscriber, reason: "outbound buffer full (\(config.outboundBufferBytes) bytes); reconnect and resume from your last offset")
+            overflow.removeAll()
+            overflowHead = 0
+            overflowBytes = 0
         case .dropOldest:
-            overflow.append(frame)
-            overflowBytes += frame.readableBytes
             while overflowBytes > config.outboundBufferBytes, overflowHead < overflow.count {
                 overflowBytes -= overflow[overflowHead].readableBytes
                 overflowHead += 1
@@ -504,7 +552,22 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
                 overflowHead = 0
             }
         }
-        return false
+    }
+
+    /// Writes now, or queues when the socket is not writable (or has frames queued).
+    private func send(_ frame: ByteBuffer) {
+        guard phase == .open, let context else { return }
+        if context.channel.isWritable && overflowHead == overflow.count {
+            context.write(wrapOutboundOut(frame), promise: nil)
+        } else {
+            queue(frame)
+        }
+    }
+
+    static func copy(_ frame: ByteBuffer) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: frame.readableBytes)
+        b.writeImmutableBuffer(frame)
+        return b
     }
 
     func flushDeliveries() {
@@ -512,16 +575,25 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
         context?.flush()
     }
 
-    /// A live message for a channel whose history is still being sent.
-    func hold(_ channel: String, _ frame: ByteBuffer) {
-        guard var sub = channels[channel], sub.catchingUp else { return }
-        sub.held.append(frame)
-        sub.heldBytes += frame.readableBytes
-        if sub.heldBytes > config.outboundBufferBytes {
-            close(code: GatewayCloseCode.slowSubscriber, reason: "too many live messages while resuming \(channel); reconnect and resume from your last offset")
+    /// A live message for a channel in the catching-up list: held while its history is sent,
+    /// or skipped while at or below the client's `lastOffset`.
+    func hold(_ channel: String, _ frame: ByteBuffer, offset: Int64) {
+        guard let sub = channels[channel], sub.catchingUp else { return }
+        if offset <= sub.skipThrough { return }
+        if sub.skipThrough >= 0 {
+            // Past what the client had: live from here.
+            channels[channel]!.catchingUp = false
+            shard.caughtUp(self, channel)
+            send(frame)
+            context?.flush()
             return
         }
-        channels[channel] = sub
+        heldBytes += frame.readableBytes
+        if heldBytes > config.maxHeldBytes {
+            close(code: GatewayCloseCode.slowSubscriber, reason: "too many live messages while resuming; reconnect and resume from your last offset")
+            return
+        }
+        channels[channel]!.held.append(Self.copy(frame))
     }
 
     private func reply(_ cid: Int64, data: [UInt8]? = nil) {
@@ -537,6 +609,7 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func write(_ frame: ByteBuffer) {
+        guard phase != .closing else { return }
         context?.write(wrapOutboundOut(frame), promise: nil)
     }
 

@@ -49,10 +49,11 @@ final class Shard: @unchecked Sendable {
     }
 
     private func drop(_ s: GatewaySocket, from table: inout [String: [GatewaySocket]], _ channel: String) {
-        guard var list = table[channel], let i = list.firstIndex(where: { $0 === s }) else { return }
-        list.swapAt(i, list.count - 1)
-        list.removeLast()
-        table[channel] = list.isEmpty ? nil : list
+        guard let i = table[channel]?.firstIndex(where: { $0 === s }) else { return }
+        // In place: a copy of the list per unsubscribe would make a mass disconnect quadratic.
+        table[channel]!.swapAt(i, table[channel]!.count - 1)
+        table[channel]!.removeLast()
+        if table[channel]!.isEmpty { table[channel] = nil }
     }
 
     /// Subscriber counts by channel, for presence.
@@ -73,7 +74,7 @@ final class Shard: @unchecked Sendable {
             }
             if !catching.isEmpty, let subs = catching[e.channel] {
                 let frame = batch.frame(e)
-                for s in subs { s.hold(e.channel, frame) }
+                for s in subs { s.hold(e.channel, frame, offset: e.offset) }
             }
         }
         delivered[Int(batch.partition)] = max(delivered[Int(batch.partition)], batch.next)

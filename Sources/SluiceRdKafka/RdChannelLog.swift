@@ -20,12 +20,14 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
     let producer: RdProducer
 
     /// Consumers positioned at an offset, by (partition, next offset): the tailer's, and those
-    /// of resumes in progress. Idle ones are closed after a minute.
+    /// of resumes in progress (several may stand at the same offset). Idle ones are closed
+    /// after a minute, and the least recently used beyond `maxCursors`.
     private struct Cursor {
         var consumer: RdConsoleConsumer
         var lastUsed: ContinuousClock.Instant
     }
-    private let cursors = Mutex<[CursorKey: Cursor]>([:])
+    private let cursors = Mutex<[CursorKey: [Cursor]]>([:])
+    static let maxCursors = 64
     private let appendLock = AsyncLock()
     private struct CursorKey: Hashable {
         var partition: Int32
@@ -67,7 +69,7 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
     }
 
     public func close() async {
-        let all = cursors.withLock { c -> [Cursor] in defer { c.removeAll() }; return Array(c.values) }
+        let all = cursors.withLock { c -> [Cursor] in defer { c.removeAll() }; return c.values.flatMap { $0 } }
         for c in all { await c.consumer.close() }
         await producer.close()
         await admin.close()
@@ -120,22 +122,46 @@ public final class RdChannelLog: ChannelLog, @unchecked Sendable {
             await consumer.close()
             throw error
         }
-        cursors.withLock { $0[CursorKey(partition: partition, next: next)] = Cursor(consumer: consumer, lastUsed: .now) }
+        let evicted = cursors.withLock { c -> [RdConsoleConsumer] in
+            c[CursorKey(partition: partition, next: next), default: []].append(Cursor(consumer: consumer, lastUsed: .now))
+            var all = c.flatMap { entry in entry.value.map { (entry.key, $0) } }
+            guard all.count > Self.maxCursors else { return [] }
+            all.sort { $0.1.lastUsed < $1.1.lastUsed }
+            var out: [RdConsoleConsumer] = []
+            for (key, cursor) in all.prefix(all.count - Self.maxCursors) {
+                c[key]?.removeAll { $0.consumer === cursor.consumer }
+                if c[key]?.isEmpty == true { c[key] = nil }
+                out.append(cursor.consumer)
+            }
+            return out
+        }
+        for e in evicted { await e.close() }
         return next
     }
 
     /// The consumer positioned at `offset` of `partition`, taken out of the table (or a new one).
     private func cursor(_ partition: Int32, _ offset: Int64) async throws -> RdConsoleConsumer {
         let (found, stale) = cursors.withLock { c -> (RdConsoleConsumer?, [RdConsoleConsumer]) in
-            let mine = c.removeValue(forKey: CursorKey(partition: partition, next: offset))?.consumer
-            let old = c.filter { ContinuousClock.now - $0.value.lastUsed > .seconds(60) }
-            for k in old.keys { c[k] = nil }
-            return (mine, old.values.map(\.consumer))
+            let key = CursorKey(partition: partition, next: offset)
+            let mine = c[key]?.popLast()?.consumer
+            if c[key]?.isEmpty == true { c[key] = nil }
+            var old: [RdConsoleConsumer] = []
+            for k in Array(c.keys) {
+                let (gone, kept) = (c[k]!.filter { ContinuousClock.now - $0.lastUsed > .seconds(60) }, c[k]!.filter { ContinuousClock.now - $0.lastUsed <= .seconds(60) })
+                old += gone.map(\.consumer)
+                c[k] = kept.isEmpty ? nil : kept
+            }
+            return (mine, old)
         }
         for s in stale { await s.close() }
         if let found { return found }
         let consumer = try RdConsoleConsumer(url: url, properties: properties, label: "--broker-option", topic: topic, group: nil, earliest: true, readCommitted: false, logger: logger)
-        try await consumer.assign([(partition, .offset(offset))])
+        do {
+            try await consumer.assign([(partition, .offset(offset))])
+        } catch {
+            await consumer.close()
+            throw error
+        }
         return consumer
     }
 }

@@ -34,6 +34,8 @@ struct GatewayBench: AsyncParsableCommand {
     @Option(help: "Event loops of the gateway (--ws-threads).") var threads: Int = System.coreCount
     @Option(help: "Which runs: fanout, idle, latency (comma-separated).") var runs: String = "fanout,idle,latency"
     @Flag(help: "Skip the Redis runs even when redis-server is installed.") var noRedis = false
+    @Option(help: "Load another SocketCluster server at ws://127.0.0.1:PORT/socketcluster/ instead of starting sluice serve (no Redis runs).") var url: String?
+    @Option(help: "With --url: the server's pid, for the idle run's memory.") var pid: Int32?
 
     func run() async throws {
         let base = dir ?? (FileManager.default.currentDirectoryPath + "/.sluice-bench-gateway-\(getpid())")
@@ -43,28 +45,40 @@ struct GatewayBench: AsyncParsableCommand {
         emit("note: this is a debug build; build with -c release for real figures")
         #endif
         let exe = try Child.executablePath()
-        let serve = try ServeProcess.background(exe, ["serve", "--kafka", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--ws-threads", "\(threads)", "--ws-rate", "10000000",
-                                                       "--ws-buffer", "16MiB", "--data", base + "/data"], log: base + "/serve.log")
-        defer { serve.terminate(); serve.waitUntilExit() }
-        let port = try ServeProcess.waitFor(/WebSocket gateway on ws:\/\/127\.0\.0\.1:(\d+)/, log: base + "/serve.log", what: "its WebSocket gateway")
+        var serve: Process?
+        defer { serve?.terminate(); serve?.waitUntilExit() }
+        let port: Int
+        let serverPid: Int32
+        if let url {
+            guard let m = url.firstMatch(of: /^ws:\/\/127\.0\.0\.1:(\d+)\/socketcluster\/$/), let p = Int(m.1) else { throw ValidationError("--url must be ws://127.0.0.1:PORT/socketcluster/") }
+            port = p
+            serverPid = pid ?? 0
+        } else {
+            let s = try ServeProcess.background(exe, ["serve", "--kafka", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--ws-threads", "\(threads)", "--ws-rate", "10000000",
+                                                      "--ws-buffer", "16MiB", "--data", base + "/data"], log: base + "/serve.log")
+            serve = s
+            port = try ServeProcess.waitFor(/WebSocket gateway on ws:\/\/127\.0\.0\.1:(\d+)/, log: base + "/serve.log", what: "its WebSocket gateway")
+            serverPid = s.processIdentifier
+        }
         var redis: (Process, Int)?
-        if !noRedis, let path = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+        if url == nil, !noRedis, let path = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
             let rport = Self.freePort()
             let p = try ServeProcess.background(path, ["--port", "\(rport)", "--save", "", "--appendonly", "no", "--maxclients", "\(connections + 100)", "--client-output-buffer-limit", "pubsub 0 0 0"], log: base + "/redis.log")
             redis = (p, rport)
             usleep(300_000)
-        } else if !noRedis {
+        } else if url == nil, !noRedis {
             emit("note: redis-server is not installed (apt-get install redis-server): the runs have no peer")
         }
         // SIGKILL: the child inherits this process's blocked signals, and redis-server does not
         // unblock SIGTERM (it keeps nothing on disk here).
         defer { if let (p, _) = redis { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        emit("sluice bench gateway: gateway on port \(port) with \(threads) event loops, pid \(serve.processIdentifier)\(redis.map { ", redis-server on port \($0.1)" } ?? "")")
+        emit("sluice bench gateway: \(url ?? "gateway on port \(port) with \(threads) event loops"), pid \(serverPid)\(redis.map { ", redis-server on port \($0.1)" } ?? "")")
         let loops = MultiThreadedEventLoopGroup.singleton
         let wanted = Set(runs.split(separator: ",").map(String.init))
+        let name = url == nil ? "sluice" : "the server"
         if wanted.contains("fanout") {
             let s = try await fanout(.sluice(port), loops)
-            var line = String(format: "fanout: %d subscribers × %d messages of %d bytes: sluice %.0f deliveries/s", subscribers, messages, size, s)
+            var line = String(format: "fanout: %d subscribers × %d messages of %d bytes: ", subscribers, messages, size) + name + String(format: " %.0f deliveries/s", s)
             if let (_, rport) = redis {
                 let r = try await fanout(.redis(rport), loops)
                 line += String(format: ", redis pub/sub %.0f deliveries/s (sluice/redis %.2f×)", r, s / r)
@@ -72,8 +86,8 @@ struct GatewayBench: AsyncParsableCommand {
             emit(line)
         }
         if wanted.contains("idle") {
-            let s = try await idle(.sluice(port), pid: serve.processIdentifier, loops)
-            var line = String(format: "idle: %d connections: sluice %.1f KiB each", connections, s)
+            let s = try await idle(.sluice(port), pid: serverPid, loops)
+            var line = String(format: "idle: %d connections: ", connections) + name + String(format: " %.1f KiB each", s)
             if let (p, rport) = redis {
                 let r = try await idle(.redis(rport), pid: p.processIdentifier, loops)
                 line += String(format: ", redis %.1f KiB each (sluice/redis %.2f×)", r, s / r)
@@ -82,7 +96,7 @@ struct GatewayBench: AsyncParsableCommand {
         }
         if wanted.contains("latency") {
             let s = try await latency(.sluice(port), loops)
-            var line = String(format: "latency: %d messages/s for %d s to %d subscribers: sluice p50 %.2f ms, p99 %.2f ms, max %.2f ms", rate, seconds, latencySubscribers, s.p50, s.p99, s.max)
+            var line = String(format: "latency: %d messages/s for %d s to %d subscribers: ", rate, seconds, latencySubscribers) + name + String(format: " p50 %.2f ms, p99 %.2f ms, max %.2f ms", s.p50, s.p99, s.max)
             if let (_, rport) = redis {
                 let r = try await latency(.redis(rport), loops)
                 line += String(format: "; redis p50 %.2f ms, p99 %.2f ms, max %.2f ms (p99 sluice/redis %.2f×)", r.p50, r.p99, r.max, s.p99 / r.p99)
