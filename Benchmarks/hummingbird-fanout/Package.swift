@@ -8,6 +8,7 @@ import PackageDescription
 let package = Package(
     name: "HBFanout",
     dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
@@ -15,6 +16,7 @@ let package = Package(
         .executableTarget(name: "HBFanout", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
         ]),
     ],
     swiftLanguageModes: [.v6]

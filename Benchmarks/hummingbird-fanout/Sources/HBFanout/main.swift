@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import NIOWebSocket
 import Synchronization
 
 /// Subscribers by channel: each one's queue, drained by its own task.
@@ -49,7 +50,7 @@ router.ws("/socketcluster/") { _, _ in .upgrade([:]) } onUpgrade: { inbound, out
                 case "#publish":
                     guard let channel = data?["channel"] as? String, let message = data?["data"] else { continue }
                     let inner = try JSONSerialization.data(withJSONObject: message, options: [.fragmentsAllowed])
-                    var frame = ByteBuffer(string: #"{"event":"#publish","data":{"channel":"\#(channel)","data":"#)
+                    var frame = ByteBuffer(string: ##"{"event":"#publish","data":{"channel":"\##(channel)","data":"##)
                     frame.writeBytes(inner)
                     frame.writeString("}}")
                     hub.publish(channel, frame)
