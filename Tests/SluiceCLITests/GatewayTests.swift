@@ -23,7 +23,8 @@ enum GatewayClients: String, CaseIterable, Sendable {
 func startGateway(data: String, _ extra: [String] = []) throws -> (LiveProcess, String, Int) {
     let p = try LiveProcess(["serve", "--kafka", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--data", data, "--log-level", "info"] + extra)
     let deadline = Date().addingTimeInterval(20)
-    while !p.stderrText.contains("WebSocket gateway on"), Date() < deadline { usleep(20_000) }
+    // The parts start together: wait for both lines, in whichever order they come.
+    while !(p.stderrText.contains("WebSocket gateway on") && p.stderrText.contains("Kafka listener on")), Date() < deadline { usleep(20_000) }
     let port = p.stderrText.firstMatch(of: /WebSocket gateway on ws:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
     #expect(port != nil, "\(p.stderrText)")
     return (p, "ws://127.0.0.1:\(port ?? 0)/socketcluster/", port ?? 0)
