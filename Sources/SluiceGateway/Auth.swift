@@ -97,12 +97,11 @@ public struct GatewayAuth: Sendable {
         SCError(name: "AuthTokenInvalidError", message: message, extra: [("isBadToken", Array("true".utf8))])
     }
 
+    /// A JWT NumericDate: whole seconds, or a fraction of one rounded down.
     static func seconds(_ v: Value) -> Int64? {
-        switch v {
-        case .int(let i): return i
-        case .double(let d): return d.isFinite && abs(d) < 9e15 ? Int64(d.rounded(.down)) : nil
-        default: return nil
-        }
+        if let i = v.asInt { return i }
+        guard let d = v.asDouble, d.isFinite, abs(d) < 9e15 else { return nil }
+        return Int64(d.rounded(.down))
     }
 
     static func isoDate(_ seconds: Int64) -> String {

@@ -390,13 +390,9 @@ final class GatewaySocket: ChannelInboundHandler, @unchecked Sendable {
         resume(channel, generation, partition: partition, from: from, until: delivered, limit: limit)
     }
 
+    /// A whole number, also written as a string ("41").
     private static func integer(_ v: Value) -> Int64? {
-        switch v {
-        case .int(let n): return n
-        case .double(let n) where n == n.rounded() && abs(n) < 9e15: return Int64(n)
-        case .string(let s): return Int64(s)
-        default: return nil
-        }
+        v.asInt ?? v.asString.flatMap { Int64($0) }
     }
 
     private func channelProblem(_ channel: String) -> SCError? {

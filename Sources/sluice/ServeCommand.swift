@@ -72,12 +72,10 @@ struct Serve: AsyncParsableCommand {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: BrokerService(broker: broker, logger: logger), serviceName: "broker"),
-            .init(service: KafkaListenerService(listener: listener, bound: listening, logger: logger), serviceName: "kafka-listener"),
+            .init(service: ListenerService(serve: { try await listener.run(bound: listening) }, stopped: "the Kafka listener stopped", logger: logger), serviceName: "kafka-listener"),
         ]
         if let gatewayServer {
-            services.append(.init(service: GatewayService(server: gatewayServer, bound: { bound in
-                FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(gatewayServer.host):\(bound)\(gatewayServer.hub.config.path) (channels in topic \(gateway.wsTopic))\n".utf8))
-            }, logger: logger), serviceName: "gateway"))
+            services.append(.init(service: Self.gatewayService(gatewayServer, on: "topic \(gateway.wsTopic)", logger: logger), serviceName: "gateway"))
         }
         services.append(.init(service: PipelinesService(runners: runners, logger: logger), serviceName: "pipelines"))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -97,15 +95,22 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "sluice")
         let log = try await kafkaChannelLog(url: url, options: global.brokerOptionMap, topic: gateway.wsTopic, partitions: gateway.wsPartitions, logger: logger)
         guard let server = try await gateway.server(log: { log }, logger: logger) else { return }
-        let service = GatewayService(server: server, bound: { bound in
-            FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(server.host):\(bound)\(server.hub.config.path) (channels in topic \(gateway.wsTopic) on \(url))\n".utf8))
-        }, logger: logger)
+        let service = Self.gatewayService(server, on: "topic \(gateway.wsTopic) on \(url)", logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: service, serviceName: "gateway")], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do { try await group.run() } catch {
             await closeChannelLog(log)
             throw error
         }
         await closeChannelLog(log)
+    }
+
+    /// The gateway as a service; it says where it listens once bound.
+    static func gatewayService(_ server: GatewayServer, on channels: String, logger: Logger) -> ListenerService {
+        ListenerService(serve: {
+            try await server.run { bound in
+                FileHandle.standardError.write(Data("sluice serve: WebSocket gateway on ws://\(server.host):\(bound)\(server.hub.config.path) (channels in \(channels))\n".utf8))
+            }
+        }, stopped: "the gateway closed its sockets and its port", logger: logger)
     }
 
     static func hostPort(_ text: String, _ option: String) throws -> (String, Int) {

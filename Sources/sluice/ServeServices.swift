@@ -8,8 +8,6 @@
 import Logging
 import ServiceLifecycle
 import SluiceBroker
-import SluiceGateway
-import SluiceKafkaWire
 import SluiceRuntime
 
 /// Runs `operation` until a graceful shutdown (or cancellation) ends it.
@@ -30,25 +28,16 @@ struct BrokerService: Service {
     }
 }
 
-struct KafkaListenerService: Service {
-    let listener: KafkaListener
-    let bound: @Sendable (Int) -> Void
+/// A listener (the Kafka listener, the gateway) that serves until the graceful shutdown.
+struct ListenerService: Service {
+    let serve: @Sendable () async throws -> Void
+    /// Logged once it has stopped.
+    let stopped: String
     let logger: Logger
 
     func run() async throws {
-        try await untilShutdown { try await listener.run(bound: bound) }
-        logger.info("serve: the Kafka listener stopped")
-    }
-}
-
-struct GatewayService: Service {
-    let server: GatewayServer
-    let bound: @Sendable (Int) -> Void
-    let logger: Logger
-
-    func run() async throws {
-        try await untilShutdown { try await server.run(bound: bound) }
-        logger.info("serve: the gateway closed its sockets and its port")
+        try await untilShutdown(serve)
+        logger.info("serve: \(stopped)")
     }
 }
 
