@@ -41,6 +41,12 @@ public struct BrokerError: Error, Sendable, CustomStringConvertible {
         public static let invalidGroupId = Code(name: "invalid-group-id", kafka: 24)
         public static let notAssigned = Code(name: "not-assigned")
         public static let offsetOutOfRange = Code(name: "offset-out-of-range", kafka: 1)
+        // Share groups and the consumer group protocol.
+        public static let invalidRequest = Code(name: "invalid-request", kafka: 42)
+        public static let fencedMemberEpoch = Code(name: "fenced-member-epoch", kafka: 110)
+        public static let invalidRecordState = Code(name: "invalid-record-state", kafka: 121)
+        public static let shareSessionNotFound = Code(name: "share-session-not-found", kafka: 122)
+        public static let invalidShareSessionEpoch = Code(name: "invalid-share-session-epoch", kafka: 123)
         public static let closed = Code(name: "closed")
     }
 

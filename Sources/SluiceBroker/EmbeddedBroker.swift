@@ -8,6 +8,10 @@ import Synchronization
 
 public struct BrokerConfig: Sendable {
     public var groups = GroupConfig()
+    /// Settings of share groups that have none of their own.
+    public var shares = ShareGroupSettings()
+    /// The clock of group and share-group timers (a test injects its own).
+    public var clock: @Sendable () -> Int64 = { currentTimeMillis() }
     /// How often the maintenance loop runs.
     public var tickIntervalMs: Int64 = 20
     public init() {}
@@ -17,6 +21,7 @@ public final class EmbeddedBroker: Sendable {
     public let topics: TopicManager
     public let groups: GroupCoordinator
     public let transactions: TransactionCoordinator
+    public let shares: ShareCoordinator
     let offsets: OffsetStore
     let logger: Logger
     let config: BrokerConfig
@@ -45,6 +50,12 @@ public final class EmbeddedBroker: Sendable {
         groups = GroupCoordinator(offsets: offsets, config: config.groups, logger: logger, partitionCounts: counts)
         let handlesBox = HandleLookup()
         transactions = try TransactionCoordinator(topics: topics, groups: groups, partitions: { tp in try handlesBox.lookup(tp) }, logger: logger)
+        shares = try ShareCoordinator(topics: topics, defaults: config.shares, clock: config.clock, logger: logger,
+            partition: { tp in try handlesBox.lookup(tp) },
+            createTopic: { [topics] name, count in
+                let t = try TopicName(name)
+                if !topics.exists(t) { try topics.create(t, config: TopicConfig(partitions: count, flush: "interval")) }
+            })
         handlesBox.broker.withLock { $0 = WeakBroker(broker: nil) }
         handlesBox.set(self)
     }
@@ -57,6 +68,7 @@ public final class EmbeddedBroker: Sendable {
                 guard let self else { return }
                 await self.groups.tick()
                 await self.transactions.abortTimedOut()
+                await self.shares.tick()
             }
         }
         maintenance.withLock { $0 = task }
@@ -112,6 +124,7 @@ public final class EmbeddedBroker: Sendable {
     public func addPartitions(_ topic: TopicName, total: Int32) async throws {
         try topics.addPartitions(topic, total: total)
         await groups.partitionsChanged(topic)
+        await shares.partitionsChanged()
     }
 
     /// Reads from a partition, waiting up to `maxWait` for data when there is none yet.

@@ -3,10 +3,12 @@
 
 Usage (from the repository root):
 
-    python3 scripts/codegen/kafka_messages.py /tmp/kafka-messages Sources/SluiceKafkaWire/Messages
+    python3 scripts/codegen/kafka_messages.py /tmp/kafka-messages Sources/SluiceKafkaWire/Messages /tmp/kafka-4.2-messages
 
 The first argument is a directory holding Kafka's clients/src/main/resources/common/message/*.json
 (for example extracted from a checkout of apache/kafka; record the commit in KAFKA_COMMIT below). The
+third argument is the same directory from the Kafka 4.2 line (K42_REPO at K42_COMMIT), where the share
+group RPCs and the consumer group protocol are stable; the APIs marked "k42" below are read from it. The
 definitions are read only; they are not part of this repository. The second argument is the output
 directory: one Swift file per API (e.g. Metadata.swift with MetadataRequest and MetadataResponse).
 Generated files that are no longer produced are removed from it; other files are left alone.
@@ -50,6 +52,9 @@ KAFKA_REPO = "apache/kafka"
 KAFKA_PATH = "clients/src/main/resources/common/message"
 # The commit the definitions were taken from; stamped into every generated file.
 KAFKA_COMMIT = "1eb7644349cb07139d6a3c1ad1986979647cac99"
+# Kafka 4.2 (Confluent's build of the 4.2 branch): share groups (KIP-932) and KIP-848 became stable there.
+K42_REPO = "confluentinc/kafka"
+K42_COMMIT = "d26e85231a8f8be3d2d7f4607c47bac9918c7952"
 
 # API name -> versions Sluice accepts (inclusive), or None for the JSON's whole validVersions.
 APIS = [
@@ -79,11 +84,14 @@ APIS = [
     ("SaslAuthenticate", (0, 2)),
     ("CreatePartitions", (0, 3)),
     ("DeleteGroups", (0, 2)),
+    # Share groups (KIP-932) and the consumer protocol (KIP-848), from Kafka 4.2's definitions.
+    ("ShareGroupHeartbeat", (1, 1), "k42"),
+    ("ShareGroupDescribe", (1, 1), "k42"),
+    ("ShareFetch", (1, 1), "k42"),
+    ("ShareAcknowledge", (1, 1), "k42"),
+    ("ConsumerGroupHeartbeat", (0, 1), "k42"),
+    ("ConsumerGroupDescribe", (0, 1), "k42"),
     # Not served yet; generated over the JSON's whole range for future use.
-    ("ConsumerGroupHeartbeat", None),
-    ("ShareGroupHeartbeat", None),
-    ("ShareFetch", None),
-    ("ShareAcknowledge", None),
     ("OffsetForLeaderEpoch", None),
 ]
 
@@ -776,14 +784,18 @@ def low_version_report(msg):
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) != 4:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    src, dst = argv[1], argv[2]
+    apache_src, dst, k42_src = argv[1], argv[2], argv[3]
     os.makedirs(dst, exist_ok=True)
     written = set()
     warnings = []
-    for api, accepted in APIS:
+    for entry in APIS:
+        api, accepted = entry[0], entry[1]
+        k42 = len(entry) > 2 and entry[2] == "k42"
+        src = k42_src if k42 else apache_src
+        repo, commit = (K42_REPO, K42_COMMIT) if k42 else (KAFKA_REPO, KAFKA_COMMIT)
         parts = []
         for kind in ("Request", "Response"):
             spec = load_json(os.path.join(src, f"{api}{kind}.json"))
@@ -793,8 +805,8 @@ def main(argv):
             warnings += low_version_report(msg)
             parts.append(generate_message(msg))
         header = (f"// {api}Request and {api}Response: {GENERATED_MARK}\n"
-                  f"// from Kafka's message definitions ({KAFKA_REPO} {KAFKA_PATH},\n"
-                  f"// commit {KAFKA_COMMIT}); do not edit.\n\n")
+                  f"// from Kafka's message definitions ({repo} {KAFKA_PATH},\n"
+                  f"// commit {commit}); do not edit.\n\n")
         text = header + "\n".join(parts)
         name = f"{api}.swift"
         path = os.path.join(dst, name)

@@ -14,7 +14,7 @@ final class InternalTopicStore: Sendable {
     /// Compact when the log holds more than this many bytes and at least 4× the live data.
     let compactionThresholdBytes: Int
 
-    init(topics: TopicManager, name: String, flush: String, logger: Logger, compactionThresholdBytes: Int = 64 << 20) throws {
+    init(topics: TopicManager, name: String, flush: String, flushIntervalMs: Int64 = 5, logger: Logger, compactionThresholdBytes: Int = 64 << 20) throws {
         self.topics = topics
         self.logger = logger
         self.compactionThresholdBytes = compactionThresholdBytes
@@ -23,7 +23,7 @@ final class InternalTopicStore: Sendable {
             throw BrokerError(.unknownTopic, "\(name) does not exist yet")
         }
         if !topics.exists(topic) {
-            var config = TopicConfig(partitions: 1, flush: flush, flushIntervalMs: 5, retentionMs: -1)
+            var config = TopicConfig(partitions: 1, flush: flush, flushIntervalMs: flushIntervalMs, retentionMs: -1)
             config.segmentBytes = 16 << 20
             try topics.create(topic, config: config)
         }
@@ -64,6 +64,20 @@ final class InternalTopicStore: Sendable {
         } else {
             try await h.log.waitUntilDurable(result.lastOffset)
         }
+    }
+
+    /// Appends changes as one batch without waiting; returns the offset to pass to
+    /// `waitUntilDurable` (for callers that must not wait while holding their state).
+    func append(_ changes: [([UInt8], [UInt8]?)]) throws -> Int64 {
+        let h = current
+        var builder = RecordBatchBuilder(capacity: changes.reduce(128) { $0 + $1.0.count + ($1.1?.count ?? 0) + 16 })
+        let now = currentTimeMillis()
+        for (k, v) in changes { builder.append(key: k, value: v, timestamp: now) }
+        return try h.append(&builder).lastOffset
+    }
+
+    func waitUntilDurable(_ offset: Int64) async throws {
+        try await current.log.waitUntilDurable(offset)
     }
 
     /// Bytes the store's log takes on disk.
