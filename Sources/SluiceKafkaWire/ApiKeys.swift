@@ -28,6 +28,11 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case saslAuthenticate = 36
     case createPartitions = 37
     case deleteGroups = 42
+    case incrementalAlterConfigs = 44
+    case shareGroupHeartbeat = 76
+    case shareGroupDescribe = 77
+    case shareFetch = 78
+    case shareAcknowledge = 79
 
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
@@ -58,6 +63,9 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .describeConfigs: 0...4
         case .createPartitions: 0...3
         case .deleteGroups: 0...2
+        case .incrementalAlterConfigs: 0...1
+        // Kafka 4.2's versions (v0 was 4.0's early access, removed in 4.1); librdkafka 2.16 sends v1.
+        case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 1...1
         }
     }
 
@@ -91,6 +99,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .describeConfigs: 4
         case .createPartitions: 2
         case .deleteGroups: 2
+        case .incrementalAlterConfigs: 1
+        case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 0
         }
     }
 
@@ -121,6 +131,10 @@ public enum KafkaErrorCode {
     public static let nonEmptyGroup: Int16 = 68
     public static let unstableOffsetCommit: Int16 = 88
     public static let unknownTopicId: Int16 = 100
+    public static let invalidConfig: Int16 = 40
+    public static let invalidRecordState: Int16 = 121
+    public static let shareSessionNotFound: Int16 = 122
+    public static let invalidShareSessionEpoch: Int16 = 123
     public static let unsupportedCompressionType: Int16 = 76
     public static let invalidRecord: Int16 = 87
     public static let invalidProducerEpoch: Int16 = 47
@@ -161,6 +175,11 @@ extension ApiKey {
         case .saslAuthenticate: try SaslAuthenticateRequest(from: &r, version: version)
         case .createPartitions: try CreatePartitionsRequest(from: &r, version: version)
         case .deleteGroups: try DeleteGroupsRequest(from: &r, version: version)
+        case .incrementalAlterConfigs: try IncrementalAlterConfigsRequest(from: &r, version: version)
+        case .shareGroupHeartbeat: try ShareGroupHeartbeatRequest(from: &r, version: version)
+        case .shareGroupDescribe: try ShareGroupDescribeRequest(from: &r, version: version)
+        case .shareFetch: try ShareFetchRequest(from: &r, version: version)
+        case .shareAcknowledge: try ShareAcknowledgeRequest(from: &r, version: version)
         }
     }
 }

@@ -127,27 +127,34 @@ public struct KafkaListener: Sendable {
                     }
                     group.addTask {
                         defer { queue.finish() }
-                        var sasl = SASLState()
-                        for try await frame in inbound {
-                            let request = Array(frame.readableBytesView)
-                            do {
-                                if let response = try await handler.respond(request, sasl: &sasl) {
-                                    await pending.reserve(response.bytes.count)
-                                    if Task.isCancelled { return .requests }
-                                    queue.yield(response)
+                        var state = ConnectionState(peer: peer)
+                        do {
+                            requests: for try await frame in inbound {
+                                let request = Array(frame.readableBytesView)
+                                do {
+                                    if let response = try await handler.respond(request, connection: &state) {
+                                        await pending.reserve(response.bytes.count)
+                                        if Task.isCancelled { break requests }
+                                        queue.yield(response)
+                                    }
+                                    if state.sasl.closeAfterResponse {
+                                        logger.warning("kafka: closing the connection from \(peer): authentication failed")
+                                        break requests
+                                    }
+                                } catch let v as ProtocolViolation {
+                                    logger.warning("kafka: closing the connection from \(peer): \(v)")
+                                    // The frame itself, for a bug report (its start: a produce can be large).
+                                    let hex = request.prefix(256).map { String($0, radix: 16).leftPadded(2) }.joined()
+                                    logger.debug("kafka: the refused frame (\(request.count) bytes, hex\(request.count > 256 ? ", first 256" : "")): \(hex)")
+                                    break requests
                                 }
-                                if sasl.closeAfterResponse {
-                                    logger.warning("kafka: closing the connection from \(peer): authentication failed")
-                                    return .requests
-                                }
-                            } catch let v as ProtocolViolation {
-                                logger.warning("kafka: closing the connection from \(peer): \(v)")
-                                // The frame itself, for a bug report (its start: a produce can be large).
-                                let hex = request.prefix(256).map { String($0, radix: 16).leftPadded(2) }.joined()
-                                logger.debug("kafka: the refused frame (\(request.count) bytes, hex\(request.count > 256 ? ", first 256" : "")): \(hex)")
-                                return .requests
                             }
+                        } catch {
+                            // Share sessions end with the connection, however it ends.
+                            await handler.connectionClosed(state)
+                            throw error
                         }
+                        await handler.connectionClosed(state)
                         return .requests
                     }
                     group.addTask {

@@ -122,13 +122,46 @@ extension KafkaRequestHandler {
         return Self.encoded(response, answering: r, v)
     }
 
+    /// Group configs of share groups (resource type 32); other resources are refused, naming why.
+    func incrementalAlterConfigs(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let request = try IncrementalAlterConfigsRequest(from: &r, version: v)
+        var response = IncrementalAlterConfigsResponse()
+        for res in request.resources {
+            var code: Int16 = 0
+            var message: String?
+            if res.resourceType == 32 {
+                do {
+                    var changes: [(name: String, value: String?)] = []
+                    for c in res.configs {
+                        switch c.configOperation {
+                        case 0: changes.append((c.name, c.value))  // SET
+                        case 1: changes.append((c.name, nil))  // DELETE: back to the default
+                        default: throw BrokerError(.invalidRequest, "\(c.name): only SET and DELETE apply to group configs (operation \(c.configOperation))")
+                        }
+                    }
+                    try await broker.shares.alterConfigs(res.resourceName, changes, validateOnly: request.validateOnly)
+                    if !request.validateOnly { logger.info("kafka: share group \(res.resourceName) configs set: \(changes.map { "\($0.name)=\($0.value ?? "(default)")" }.joined(separator: ", "))") }
+                } catch let e as BrokerError where e.code == .invalidConfig || e.code == .invalidTopicName {
+                    code = KafkaErrorCode.invalidConfig; message = e.message
+                } catch {
+                    code = Self.code(error); message = "\(error)"
+                }
+            } else {
+                code = KafkaErrorCode.invalidRequest
+                message = "IncrementalAlterConfigs applies to share group configs (resource type 32) here; resource type \(res.resourceType) is not supported"
+            }
+            response.responses.append(.init(errorCode: code, errorMessage: message, resourceType: res.resourceType, resourceName: res.resourceName))
+        }
+        return Self.encoded(response, answering: r, v)
+    }
+
     static func topicConfigEntries(_ c: TopicConfig) -> [(String, String)] {
         [("cleanup.policy", "delete"), ("retention.ms", "\(c.retentionMs)"), ("retention.bytes", "\(c.retentionBytes)"),
          ("segment.bytes", "\(c.segmentBytes)"), ("segment.ms", "\(c.segmentMs)"), ("flush.ms", "\(c.flushIntervalMs)"),
          ("sluice.flush", c.flush), ("compression.type", "producer")]
     }
 
-    func describeConfigs(_ r: inout KafkaReader, _ v: Int16) throws -> KafkaWriter {
+    func describeConfigs(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
         let request = try DescribeConfigsRequest(from: &r, version: v)
         // Synonyms (v1+) and documentation (v3+) are never sent, whatever the request asks.
         var response = DescribeConfigsResponse()
@@ -146,6 +179,8 @@ extension KafkaRequestHandler {
             case 4:  // broker
                 entries = [("num.partitions", "\(config.autoCreatePartitions)"), ("auto.create.topics.enable", config.autoCreatePartitions > 0 ? "true" : "false"),
                            ("message.max.bytes", "\(config.maxRequestBytes)"), ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(advertisedPort)")]
+            case 32:  // group: a share group's settings
+                entries = await broker.shares.settings(of: res.resourceName).configEntries.map { ($0.name, $0.value) }
             default:
                 code = KafkaErrorCode.invalidRequest; message = "resource type \(res.resourceType) is not supported"
             }

@@ -226,15 +226,19 @@ extension KafkaRequestHandler {
         let request = try ListGroupsRequest(from: &r, version: v)
         let states = Set(request.statesFilter.map { $0.lowercased() })  // v4+
         let types = Set(request.typesFilter.map { $0.lowercased() })  // v5+
-        // Every group here uses the classic protocol.
-        let groups = await broker.groups.listGroups().filter { g in
-            (states.isEmpty || states.contains(g.state.rawValue.lowercased())) && (types.isEmpty || types.contains("classic"))
+        // Consumer groups use the classic protocol; share groups are listed with type "share".
+        var listed = await broker.groups.listGroups().map { g in
+            ListGroupsResponse.ListedGroup(groupId: g.groupId, protocolType: g.protocolType, groupState: g.state.rawValue, groupType: "classic")
+        }
+        for id in await broker.shares.groupIds() where !listed.contains(where: { $0.groupId == id }) {
+            let state = await broker.shares.describe(id)?.state ?? "Empty"
+            listed.append(.init(groupId: id, protocolType: "share", groupState: state, groupType: "share"))
         }
         var response = ListGroupsResponse()
         response.errorCode = 0
-        response.groups = groups.map { g in
-            ListGroupsResponse.ListedGroup(groupId: g.groupId, protocolType: g.protocolType, groupState: g.state.rawValue, groupType: "classic")
-        }
+        response.groups = listed.filter { g in
+            (states.isEmpty || states.contains(g.groupState.lowercased())) && (types.isEmpty || types.contains(g.groupType.lowercased()))
+        }.sorted { $0.groupId < $1.groupId }
         return Self.encoded(response, answering: r, v)
     }
 

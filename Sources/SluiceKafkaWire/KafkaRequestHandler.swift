@@ -94,20 +94,20 @@ public final class KafkaRequestHandler: Sendable {
 
     /// The response frame (size prefix included), or nil when none is sent (acks=0).
     public func handle(_ frame: [UInt8]) async throws -> [UInt8]? {
-        var state = SASLState()
-        return try await respond(frame, sasl: &state)?.bytes
+        var state = ConnectionState()
+        return try await respond(frame, connection: &state)?.bytes
     }
 
     /// Like `handle`, but an acks=all produce is answered before its records are durable: the
     /// caller waits for `durable` before sending, so the next requests of the connection can be
     /// processed meanwhile (responses still leave in request order).
-    public func respond(_ frame: [UInt8], sasl: inout SASLState) async throws -> Response? {
+    public func respond(_ frame: [UInt8], connection: inout ConnectionState) async throws -> Response? {
         var durable: [(PartitionHandle, Int64)] = []
-        guard let bytes = try await respond(frame, durable: &durable, sasl: &sasl) else { return nil }
+        guard let bytes = try await respond(frame, durable: &durable, connection: &connection) else { return nil }
         return Response(bytes: bytes, durable: durable)
     }
 
-    private func respond(_ frame: [UInt8], durable: inout [(PartitionHandle, Int64)], sasl: inout SASLState) async throws -> [UInt8]? {
+    private func respond(_ frame: [UInt8], durable: inout [(PartitionHandle, Int64)], connection: inout ConnectionState) async throws -> [UInt8]? {
         let (header, body) = try Self.header(frame)
         guard let api = ApiKey(rawValue: header.apiKey) else {
             throw ProtocolViolation(description: "unknown API key \(header.apiKey)")
@@ -121,7 +121,7 @@ public final class KafkaRequestHandler: Sendable {
         guard api.versions.contains(header.apiVersion) else {
             throw ProtocolViolation(description: "\(api) version \(header.apiVersion) is not supported (supported: \(api.versions.lowerBound)...\(api.versions.upperBound))")
         }
-        if config.sasl != nil && sasl.authenticatedUser == nil && ![.apiVersions, .saslHandshake, .saslAuthenticate].contains(api) {
+        if config.sasl != nil && connection.sasl.authenticatedUser == nil && ![.apiVersions, .saslHandshake, .saslAuthenticate].contains(api) {
             throw ProtocolViolation(description: "\(api) before authenticating; this listener requires SASL (PLAIN or SCRAM-SHA-256)")
         }
         var r = body
@@ -169,11 +169,13 @@ public final class KafkaRequestHandler: Sendable {
             case .deleteTopics:
                 body = try await deleteTopics(&r, v)
             case .saslHandshake:
-                body = try saslHandshake(&r, v, sasl: &sasl)
+                body = try saslHandshake(&r, v, sasl: &connection.sasl)
             case .saslAuthenticate:
-                body = try saslAuthenticate(&r, v, sasl: &sasl)
+                body = try saslAuthenticate(&r, v, sasl: &connection.sasl)
             case .describeConfigs:
-                body = try describeConfigs(&r, v)
+                body = try await describeConfigs(&r, v)
+            case .incrementalAlterConfigs:
+                body = try await incrementalAlterConfigs(&r, v)
             case .createPartitions:
                 body = try await createPartitions(&r, v)
             case .deleteGroups:
@@ -186,6 +188,14 @@ public final class KafkaRequestHandler: Sendable {
                 body = try await endTxn(&r, v)
             case .txnOffsetCommit:
                 body = try await txnOffsetCommit(&r, v)
+            case .shareGroupHeartbeat:
+                body = try await shareGroupHeartbeat(&r, v, clientId: header.clientId ?? "", connection: connection)
+            case .shareGroupDescribe:
+                body = try await shareGroupDescribe(&r, v)
+            case .shareFetch:
+                body = try await shareFetch(&r, v, connection: &connection)
+            case .shareAcknowledge:
+                body = try await shareAcknowledge(&r, v, connection: &connection)
             }
             // Bytes after the last field are ignored, as Kafka's brokers ignore them: librdkafka
             // 2.x sends three in an all-topics Metadata v9+ request (a 4-byte placeholder where

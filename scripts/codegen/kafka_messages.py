@@ -84,6 +84,7 @@ APIS = [
     ("SaslAuthenticate", (0, 2)),
     ("CreatePartitions", (0, 3)),
     ("DeleteGroups", (0, 2)),
+    ("IncrementalAlterConfigs", (0, 1)),
     # Share groups (KIP-932) and the consumer protocol (KIP-848), from Kafka 4.2's definitions.
     ("ShareGroupHeartbeat", (1, 1), "k42"),
     ("ShareGroupDescribe", (1, 1), "k42"),

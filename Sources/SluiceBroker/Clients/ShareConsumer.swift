@@ -309,6 +309,7 @@ public final class ShareConsumer: Sendable {
             let acks = ShareAcknowledgements(batch: b, fill: config.acknowledgement == .implicit ? .accept : .release)
             _ = try? await acknowledge(acks)
         }
+        await broker.shares.releaseSession(groupId: config.groupId, memberId: config.memberId)
         _ = try? await broker.shares.heartbeat(groupId: config.groupId, memberId: config.memberId, epoch: -1, topics: nil)
     }
 }

@@ -5,7 +5,7 @@
 import Foundation
 import Synchronization
 
-final class AppendNotifier: Sendable {
+public final class AppendNotifier: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -14,12 +14,14 @@ final class AppendNotifier: Sendable {
 
     private let state = Mutex(State())
 
-    struct Ticket { let generation: UInt64 }
+    public struct Ticket: Sendable { let generation: UInt64 }
 
-    func ticket() -> Ticket { Ticket(generation: state.withLock { $0.generation }) }
+    public init() {}
+
+    public func ticket() -> Ticket { Ticket(generation: state.withLock { $0.generation }) }
 
     /// Wakes everyone waiting.
-    func signal() {
+    public func signal() {
         let toWake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.generation &+= 1
             if s.waiters.isEmpty { return [] }
@@ -35,7 +37,7 @@ final class AppendNotifier: Sendable {
     }
 
     /// Returns at the first signal after `ticket` was taken, at `deadline`, or on cancellation.
-    func wait(_ ticket: Ticket, until deadline: ContinuousClock.Instant) async {
+    public func wait(_ ticket: Ticket, until deadline: ContinuousClock.Instant) async {
         let id = state.withLock { s -> UInt64 in s.nextID &+= 1; return s.nextID }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in

@@ -33,6 +33,41 @@ public struct ShareGroupSettings: Sendable, Hashable, Codable {
 
     var limits: ShareLimits { ShareLimits(lockMs: lockMs, maxDeliveries: maxDeliveries, maxInFlight: maxInFlight) }
 
+    /// The settings as Kafka's group configs name them (IncrementalAlterConfigs and
+    /// DescribeConfigs on a GROUP resource); the dead-letter topic uses KIP-1191's name.
+    public var configEntries: [(name: String, value: String)] {
+        [("share.record.lock.duration.ms", "\(lockMs)"), ("share.delivery.count.limit", "\(maxDeliveries)"),
+         ("share.auto.offset.reset", startAtEarliest ? "earliest" : "latest"), ("share.partition.max.record.locks", "\(maxInFlight)"),
+         ("share.session.timeout.ms", "\(sessionTimeoutMs)"), ("share.heartbeat.interval.ms", "\(heartbeatIntervalMs)"),
+         ("errors.deadletterqueue.topic.name", deadLetterTopic ?? "")]
+    }
+
+    /// Sets one group config by its Kafka name; nil takes the value from `defaults`.
+    public mutating func set(_ name: String, _ value: String?, defaults: ShareGroupSettings) throws(BrokerError) {
+        func number(_ v: String?) throws(BrokerError) -> Int64? {
+            guard let v else { return nil }
+            guard let n = Int64(v) else { throw BrokerError(.invalidConfig, "\(name) must be a whole number, not '\(v)'") }
+            return n
+        }
+        switch name {
+        case "share.record.lock.duration.ms": lockMs = try number(value) ?? defaults.lockMs
+        case "share.delivery.count.limit": maxDeliveries = Int(clamping: try number(value) ?? Int64(defaults.maxDeliveries))
+        case "share.partition.max.record.locks": maxInFlight = Int(clamping: try number(value) ?? Int64(defaults.maxInFlight))
+        case "share.session.timeout.ms": sessionTimeoutMs = try number(value) ?? defaults.sessionTimeoutMs
+        case "share.heartbeat.interval.ms": heartbeatIntervalMs = Int32(clamping: try number(value) ?? Int64(defaults.heartbeatIntervalMs))
+        case "share.auto.offset.reset":
+            switch value {
+            case nil: startAtEarliest = defaults.startAtEarliest
+            case "earliest": startAtEarliest = true
+            case "latest": startAtEarliest = false
+            default: throw BrokerError(.invalidConfig, "share.auto.offset.reset must be earliest or latest, not '\(value!)' (by_duration is not supported)")
+            }
+        case "errors.deadletterqueue.topic.name": deadLetterTopic = (value?.isEmpty ?? true) ? (value == nil ? defaults.deadLetterTopic : nil) : value
+        default:
+            throw BrokerError(.invalidConfig, "'\(name)' is not a share group config (known: \(ShareGroupSettings().configEntries.map(\.name).joined(separator: ", ")))")
+        }
+    }
+
     /// Checks the values, naming the first that is out of range.
     public func validate() throws(BrokerError) {
         guard lockMs >= 100 && lockMs <= 3_600_000 else { throw BrokerError(.invalidConfig, "lock duration \(lockMs) ms is outside 100 ms...1 h") }
@@ -100,6 +135,11 @@ public actor ShareCoordinator {
     private var settings: [String: ShareGroupSettings] = [:]
     private var groups: [String: ShareGroupMembership] = [:]
     private var partitions: [Key: SharePartitionState] = [:]
+    /// Each member id's number in share-partition state, per group. It outlives membership:
+    /// a member that left may still settle what it holds (as in Kafka, where the share
+    /// partitions, not the group, know who holds a record).
+    private var slots: [String: [String: Int32]] = [:]
+    private var nextSlot: Int32 = 0
     private var dirty: Set<Key> = []
     private var waiters: [UInt64: @Sendable () -> Void] = [:]
     private var nextWaiter: UInt64 = 0
@@ -145,6 +185,15 @@ public actor ShareCoordinator {
 
     public func settings(of groupId: String) -> ShareGroupSettings { settings[groupId] ?? defaults }
 
+    /// Applies group configs by their Kafka names (nil: back to the broker's default), durably
+    /// unless `validateOnly`.
+    public func alterConfigs(_ groupId: String, _ changes: [(name: String, value: String?)], validateOnly: Bool = false) async throws {
+        var s = settings(of: groupId)
+        for (name, value) in changes { try s.set(name, value, defaults: defaults) }
+        try s.validate()
+        if !validateOnly { try await configure(groupId, s) }
+    }
+
     /// Sets a group's settings, durably. Locks already granted keep their deadline.
     public func configure(_ groupId: String, _ new: ShareGroupSettings) async throws {
         try new.validate()
@@ -162,13 +211,14 @@ public actor ShareCoordinator {
     public func heartbeat(groupId: String, memberId: String, epoch: Int32, topics: [String]?, clientId: String = "", clientHost: String = "", rackId: String? = nil) throws -> (result: ShareHeartbeatResult, intervalMs: Int32) {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the share group id is empty") }
         var group = groups[groupId] ?? ShareGroupMembership(groupId: groupId)
-        let before = group.members[memberId]?.slot
+        let before = group.members[memberId]?.memberId
         let counts = partitionCount
         do {
             let result = try group.heartbeat(memberId: memberId, epoch: epoch, topics: topics, clientId: clientId, clientHost: clientHost, rackId: rackId, now: clock(), partitions: { counts($0) })
             groups[groupId] = group
-            if epoch == -1, let slot = before {
-                releaseAll(groupId, slot: slot)
+            if epoch == -1, before != nil {
+                // Its records stay locked: its share session (or connection) ending releases
+                // them, or their locks run out — as in Kafka.
                 logger.info("member \(memberId) left share group \(groupId)")
             } else if epoch == 0 && before == nil {
                 logger.info("member \(memberId) joined share group \(groupId) (epoch \(result.memberEpoch))")
@@ -192,8 +242,15 @@ public actor ShareCoordinator {
     /// Releases every record the member holds (its share session closed or its connection
     /// dropped); it stays a member until it leaves or its session times out.
     public func releaseSession(groupId: String, memberId: String) {
-        guard let slot = groups[groupId]?.members[memberId]?.slot else { return }
+        guard let slot = slots[groupId]?[memberId] else { return }
         releaseAll(groupId, slot: slot)
+    }
+
+    private func slot(_ groupId: String, _ memberId: String) -> Int32 {
+        if let s = slots[groupId]?[memberId] { return s }
+        nextSlot += 1
+        slots[groupId, default: [:]][memberId] = nextSlot
+        return nextSlot
     }
 
     private func releaseAll(_ groupId: String, slot: Int32) {
@@ -205,7 +262,11 @@ public actor ShareCoordinator {
             if n > 0 { released += n; dirty.insert(key) }
             deadLetter(key, letters)
         }
-        if released > 0 { _ = try? writeDirty(); wakeWaiters() }
+        if released > 0 {
+            logger.debug("share group \(groupId): released \(released) records held by member slot \(slot)")
+            _ = try? writeDirty()
+            wakeWaiters()
+        }
     }
 
     // MARK: Fetch and acknowledge
@@ -218,9 +279,11 @@ public actor ShareCoordinator {
                       acknowledgements: [TopicPartition: [AcknowledgementBatch]] = [:], errors: [TopicPartition: [Int64: String]] = [:]) throws
         -> (acquired: [ShareAcquisition], ackErrors: [TopicPartition: ShareStateError], durableAt: Int64?)
     {
-        guard let member = groups[groupId]?.members[memberId] else {
+        // Acquiring needs membership; settling needs only to hold the records.
+        if !tps.isEmpty && groups[groupId]?.members[memberId] == nil {
             throw BrokerError(.unknownMemberId, "share group '\(groupId)' has no member '\(memberId)'")
         }
+        let owner = slot(groupId, memberId)
         let s = settings(of: groupId)
         let limits = s.limits
         let now = clock()
@@ -233,8 +296,9 @@ public actor ShareCoordinator {
                 continue
             }
             var letters: [DeadLetter] = []
+            for b in batches where b.type == .release { logger.debug("share group \(groupId): \(memberId) released \(tp)@\(b.first)...\(b.last)") }
             do {
-                try partitions[key]!.acknowledge(batches, member: member.slot, limits: limits, deadLetters: &letters)
+                try partitions[key]!.acknowledge(batches, member: owner, limits: limits, deadLetters: &letters)
                 dirty.insert(key)
                 settled = true
                 deadLetter(key, letters, errors: errors[tp] ?? [:])
@@ -253,7 +317,7 @@ public actor ShareCoordinator {
                 state.truncate(before: handle.logStartOffset)
                 var letters: [DeadLetter] = []
                 state.expireLocks(now: now, limits: limits, deadLetters: &letters)
-                let ranges = state.acquire(member: member.slot, maxRecords: budget, logEnd: handle.highWatermark, now: now, limits: limits, deadLetters: &letters)
+                let ranges = state.acquire(member: owner, maxRecords: budget, logEnd: handle.highWatermark, now: now, limits: limits, deadLetters: &letters)
                 partitions[key] = state
                 deadLetter(key, letters)
                 if !ranges.isEmpty {
@@ -319,8 +383,8 @@ public actor ShareCoordinator {
             let gone = group.expire(now: now, sessionTimeoutMs: s.sessionTimeoutMs, partitions: { [partitionCount] in partitionCount($0) })
             groups[id] = group
             for m in gone {
+                // As in Kafka, what it holds stays locked until the locks run out.
                 logger.info("member \(m.memberId) of share group \(id) left: no heartbeat for \(s.sessionTimeoutMs) ms")
-                releaseAll(id, slot: m.slot)
             }
         }
         for key in Array(partitions.keys) where partitions[key]!.acquired > 0 {
@@ -346,8 +410,8 @@ public actor ShareCoordinator {
         guard isShareGroup(groupId) else { return nil }
         let g = groups[groupId]
         let members = (g?.members.values.sorted { $0.memberId < $1.memberId } ?? [])
-        var slots: [Int32: String] = [:]
-        for m in members { slots[m.slot] = m.memberId }
+        var names: [Int32: String] = [:]
+        for (id, slot) in slots[groupId] ?? [:] { names[slot] = id }
         let parts = partitions.filter { $0.key.group == groupId }.sorted { $0.key.tp < $1.key.tp }.map { key, state in
             var counts: [ShareRecordState: Int] = [:]
             var by: [String: Int] = [:]
@@ -355,7 +419,7 @@ public actor ShareCoordinator {
             while offset < state.endOffset {
                 let s = state.state(at: offset)!
                 counts[s.state, default: 0] += 1
-                if s.state == .acquired { by[slots[s.owner] ?? "?", default: 0] += 1 }
+                if s.state == .acquired { by[names[s.owner] ?? "?", default: 0] += 1 }
                 offset += 1
             }
             let end = (try? partitionHandle(key.tp).highWatermark) ?? state.endOffset

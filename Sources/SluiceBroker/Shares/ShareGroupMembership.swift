@@ -6,8 +6,6 @@
 
 public struct ShareMember: Sendable, Hashable {
     public var memberId: String
-    /// A small number for the member, used in share-partition state (owner of acquired records).
-    public var slot: Int32
     /// The epoch last given to the member, and the one before (accepted once more in case the
     /// answer that carried the new one was lost).
     public var epoch: Int32
@@ -30,11 +28,8 @@ public struct ShareGroupMembership: Sendable {
     public let groupId: String
     public private(set) var epoch: Int32 = 0
     public private(set) var members: [String: ShareMember] = [:]
-    private var nextSlot: Int32 = 0
 
     public init(groupId: String) { self.groupId = groupId }
-
-    public func member(slot: Int32) -> ShareMember? { members.values.first { $0.slot == slot } }
 
     /// A heartbeat (KIP-932): epoch 0 joins, -1 leaves, otherwise the member's current epoch
     /// (or the one before, when the last answer was lost). `topics` nil means unchanged.
@@ -49,8 +44,7 @@ public struct ShareGroupMembership: Sendable {
             return ShareHeartbeatResult(memberEpoch: -1, assignment: nil)
         }
         if memberEpoch == 0 {
-            var m = members[memberId] ?? ShareMember(memberId: memberId, slot: nextSlot, epoch: 0, previousEpoch: 0, clientId: clientId, clientHost: clientHost, rackId: rackId, topics: [], lastHeartbeatMs: now, assignment: [])
-            if members[memberId] == nil { nextSlot += 1 }
+            var m = members[memberId] ?? ShareMember(memberId: memberId, epoch: 0, previousEpoch: 0, clientId: clientId, clientHost: clientHost, rackId: rackId, topics: [], lastHeartbeatMs: now, assignment: [])
             m.topics = topics ?? m.topics
             m.rackId = rackId ?? m.rackId
             m.lastHeartbeatMs = now
