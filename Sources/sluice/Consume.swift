@@ -22,12 +22,17 @@ struct Consume: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Topic to read.") var topic: String
     @Option(help: "Read only this partition (default: all, in partition order).") var partition: Int32?
-    @Option(help: "Where to start: earliest, latest, or an offset (with --group: where to start without a committed offset).") var from: String = "earliest"
+    @Option(name: .customLong("from"), help: "Where to start: earliest, latest, or an offset (with --group: where to start without a committed offset; with --share-group: where the group starts when it has no configs yet; default earliest).") var fromOption: String?
     @Option(help: "Stop after this many records.") var max: Int?
     @Option(help: "value: each value on its own line; json: one object per record.") var format: Format = .value
     @Flag(help: "Keep waiting for new records at the end of the log.") var follow = false
     @Option(help: "Consume as a member of this consumer group, committing offsets as records are printed.") var group: String?
     @Option(help: "read_uncommitted (default) or read_committed: hide aborted and open transactions.") var isolation: String = "read_uncommitted"
+    @Option(name: .customLong("share-group"), help: "Consume as a member of this share group (a queue): records are acquired one by one and acknowledged with --ack as they are printed. A new group starts where --from says.") var shareGroup: String?
+    @Option(help: "With --share-group: accept (processed), release (deliver again) or reject (archive; dead-letter where the group names a topic).") var ack: String = "accept"
+
+    /// --from, defaulting to earliest.
+    var from: String { fromOption ?? "earliest" }
 
     func validate() throws {
         if from != "earliest" && from != "latest" && (Int64(from) ?? -1) < 0 {
@@ -40,13 +45,26 @@ struct Consume: AsyncParsableCommand {
         }
         if group != nil && Int64(from) != nil { throw ValidationError("--from OFFSET cannot be used with --group; use 'sluice group reset-offsets'") }
         if let group, group.isEmpty { throw ValidationError("--group must not be empty") }
+        if let shareGroup {
+            if shareGroup.isEmpty { throw ValidationError("--share-group must not be empty") }
+            if group != nil { throw ValidationError("--group and --share-group cannot be used together: a consumer group and a share group are different kinds of group") }
+            if partition != nil { throw ValidationError("--partition cannot be used with --share-group: a share group hands out records of every partition") }
+            if Int64(from) != nil { throw ValidationError("--from OFFSET cannot be used with --share-group; a new share group starts at earliest or latest") }
+        }
+        if !["accept", "release", "reject"].contains(ack) { throw ValidationError("--ack must be accept, release or reject, got '\(ack)'") }
+        if ack != "accept" && shareGroup == nil { throw ValidationError("--ack applies to --share-group only") }
     }
 
     var isolationLevel: IsolationLevel { IsolationLevel(rawValue: isolation)! }
 
     func run() async throws {
         let name = try TopicName(topic)
-        if let url = global.kafkaURL {
+        if let shareGroup {
+            if let url = global.kafkaURL {
+                throw CLIError.user("--share-group works on the embedded broker only (the librdkafka this build links has no share consumer); with \(url), use a ShareConsumer of confluent-kafka 2.15 or later")
+            }
+            try await runInShareGroup(name, shareGroup)
+        } else if let url = global.kafkaURL {
             try await consumeFromKafka(url: url, topic: name)
         } else if group != nil {
             try await runInGroup(name)
@@ -133,6 +151,54 @@ struct Consume: AsyncParsableCommand {
         let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: Logger(label: "sluice"))
         do {
             try await consumeInGroup(name, broker: broker)
+        } catch {
+            await broker.close()
+            throw error
+        }
+        await broker.close()
+    }
+
+    private func runInShareGroup(_ name: TopicName, _ groupId: String) async throws {
+        global.bootstrapLogging()
+        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: Logger(label: "sluice"))
+        do {
+            _ = try broker.partitionCount(name)
+            // --from given, or a group that has no configs yet: it decides where partitions
+            // without state start (a partition the group already reads keeps its place).
+            let configured = await broker.shares.isShareGroup(groupId)
+            if fromOption != nil || !configured {
+                try await broker.shares.alterConfigs(groupId, [("share.auto.offset.reset", from)])
+            }
+            var config = ShareConsumerConfig(groupId: groupId)
+            config.clientId = "sluice-consume"
+            config.acknowledgement = .explicit
+            let consumer = ShareConsumer(broker: broker, config: config, topics: [name])
+            let type: AcknowledgeType = ack == "release" ? .release : ack == "reject" ? .reject : .accept
+            let stop = StopSignal()
+            var out = OutputBuffer()
+            var remaining = max ?? Int.max
+            let topicJSON = JSON.string(name.rawValue)
+            let format = format
+            while remaining > 0 && !stop.requested {
+                // Only as many as are still wanted: acquiring more and releasing them would count deliveries.
+                let batch = try await consumer.poll(maxRecords: Swift.min(remaining, 500), maxWait: follow ? .milliseconds(200) : .milliseconds(100))
+                if batch.isEmpty {
+                    if follow { continue }
+                    break
+                }
+                var acks = batch.acknowledgements(.release)
+                try batch.forEach { tp, r in
+                    guard remaining > 0 else { return }
+                    Self.write(r.view, partition: tp.partition, topicJSON: topicJSON, format: format, to: &out)
+                    acks.set(r, type)
+                    remaining -= 1
+                }
+                try out.flush()
+                let refused = try await consumer.acknowledge(acks)
+                for (tp, e) in refused { FileHandle.standardError.write(Data("sluice consume: acknowledgements for \(tp) were refused: \(e.message)\n".utf8)) }
+            }
+            try out.flush()
+            await consumer.close()
         } catch {
             await broker.close()
             throw error

@@ -13,7 +13,7 @@ struct GroupCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List consumer groups with committed offsets.")
+        static let configuration = CommandConfiguration(abstract: "List consumer groups (type classic) and share groups (type share, see `sluice queue`).")
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
@@ -23,15 +23,21 @@ struct GroupCommand: AsyncParsableCommand {
             }
             global.bootstrapLogging()
             if !DataDirectoryProbe.exists(global.dataPath) { return }
-            let inspector = try GroupInspector(topics: try global.openTopics(readOnly: true))
-            let ids = inspector.groupIds()
-            guard !ids.isEmpty else { return }
-            var rows = [["GROUP", "STATE", "MEMBERS"]]
-            for id in ids {
+            let topics = try global.openTopics(readOnly: true)
+            let inspector = try GroupInspector(topics: topics)
+            let shares = try ShareInspector(topics: topics)
+            var rows = [["GROUP", "TYPE", "STATE", "MEMBERS"]]
+            for id in inspector.groupIds() {
                 guard let r = try inspector.report(id) else { continue }
-                rows.append([id, r.effectiveState, r.writerPid != nil ? "\(r.snapshot?.members.count ?? 0)" : "0"])
+                rows.append([id, "classic", r.effectiveState, r.writerPid != nil ? "\(r.snapshot?.members.count ?? 0)" : "0"])
             }
-            printTable(rows)
+            for id in shares.groupIds() {
+                guard let d = try shares.describe(id) else { continue }
+                let live = shares.writerPid != nil
+                rows.append([id, "share", live ? d.state : "Empty", live ? "\(d.members.count)" : "0"])
+            }
+            guard rows.count > 1 else { return }
+            printTable([rows[0]] + rows.dropFirst().sorted { $0[0] < $1[0] })
         }
     }
 

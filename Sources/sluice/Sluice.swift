@@ -16,7 +16,7 @@ struct Sluice: ParsableCommand {
         Exit codes: 0 success, 1 user error, 2 runtime failure.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, Serve.self, Validate.self, TestCommand.self, TopicCommand.self, Produce.self, Consume.self, GroupCommand.self, Components.self, PluginCommand.self, Bench.self]
+        subcommands: [Run.self, Serve.self, Validate.self, TestCommand.self, TopicCommand.self, Produce.self, Consume.self, GroupCommand.self, QueueCommand.self, Components.self, PluginCommand.self, Bench.self]
     )
 }
 

@@ -70,7 +70,7 @@ import Testing
         #expect(r.stdout.isEmpty, "everything was committed")
 
         r = try Sluice.run(["group", "list"], data: data)
-        #expect(r.stdoutLines == ["GROUP    STATE  MEMBERS", "readers  Empty  0"])
+        #expect(r.stdoutLines == ["GROUP    TYPE     STATE  MEMBERS", "readers  classic  Empty  0"])
         r = try Sluice.run(["group", "describe", "readers"], data: data)
         #expect(r.status == 0)
         #expect(r.stdoutLines.first?.hasPrefix("group readers: Empty, generation ") == true, "\(r.stdout)")

@@ -206,7 +206,7 @@ public final class ShareConsumer: Sendable {
     /// explicit mode), then acquires records, waiting up to `maxWait` for some.
     /// Acknowledgements sent this way are durable at the state log's next sync; use
     /// `acknowledge` to wait for that.
-    public func poll(maxWait: Duration = .milliseconds(500)) async throws -> ShareBatch {
+    public func poll(maxRecords: Int? = nil, maxWait: Duration = .milliseconds(500)) async throws -> ShareBatch {
         let deadline = ContinuousClock.now + maxWait
         var pending = state.withLock { s -> [TopicPartition: [AcknowledgementBatch]] in
             defer { s.outstanding = nil }
@@ -217,7 +217,7 @@ public final class ShareConsumer: Sendable {
             try Task.checkCancellation()
             try await heartbeatIfDue()
             let assigned = state.withLock { $0.assignment }
-            let (acquired, errors, _) = try await broker.shares.fetch(groupId: config.groupId, memberId: config.memberId, fetch: assigned, maxRecords: config.maxRecords, acknowledgements: pending)
+            let (acquired, errors, _) = try await broker.shares.fetch(groupId: config.groupId, memberId: config.memberId, fetch: assigned, maxRecords: maxRecords ?? config.maxRecords, acknowledgements: pending)
             pending = [:]
             for (tp, e) in errors { logger.warning("acknowledgements for \(tp) were refused: \(e.message)") }
             if acquired.contains(where: { !$0.ranges.isEmpty }) {

@@ -4,7 +4,9 @@
 // acknowledgements, expires locks and sessions, copies rejected and over-delivered records to
 // the group's dead-letter topic, and keeps its state durable in `__share_group_state`:
 //   key 's' + group + topic + partition → the partition's snapshot (start offset and runs)
-//   key 'c' + group → the group's settings (JSON)
+//   key 2 + group → the group's settings (JSON)
+//   key 3 + group → its members as last seen (JSON; for inspection, not restored)
+// (key 1 + group + topic + partition → the partition's snapshot, runs with their holders)
 // Time comes from an injected clock, so its rules are tested without waiting. An actor: it is
 // visited once per fetched batch, not per record.
 import Foundation
@@ -166,7 +168,7 @@ public actor ShareCoordinator {
                 case 1:
                     let group = try r.string()
                     let tp = TopicPartition(try TopicName(try r.string()), try r.int32())
-                    loadedPartitions[Key(group: group, tp: tp)] = SharePartitionState(restoring: try Self.decodeSnapshot(value))
+                    loadedPartitions[Key(group: group, tp: tp)] = SharePartitionState(restoring: try Self.decodeSnapshot(value).snapshot)
                 case 2:
                     loadedSettings[try r.string()] = try JSONDecoder().decode(ShareGroupSettings.self, from: Data(value))
                 default:
@@ -214,8 +216,10 @@ public actor ShareCoordinator {
         let before = group.members[memberId]?.memberId
         let counts = partitionCount
         do {
+            let epochBefore = groups[groupId]?.epoch ?? 0
             let result = try group.heartbeat(memberId: memberId, epoch: epoch, topics: topics, clientId: clientId, clientHost: clientHost, rackId: rackId, now: clock(), partitions: { counts($0) })
             groups[groupId] = group
+            if group.epoch != epochBefore { recordMembers(group) }
             if epoch == -1, before != nil {
                 // Its records stay locked: its share session (or connection) ending releases
                 // them, or their locks run out — as in Kafka.
@@ -382,6 +386,7 @@ public actor ShareCoordinator {
             let s = settings(of: id)
             let gone = group.expire(now: now, sessionTimeoutMs: s.sessionTimeoutMs, partitions: { [partitionCount] in partitionCount($0) })
             groups[id] = group
+            if !gone.isEmpty { recordMembers(group) }
             for m in gone {
                 // As in Kafka, what it holds stays locked until the locks run out.
                 logger.info("member \(m.memberId) of share group \(id) left: no heartbeat for \(s.sessionTimeoutMs) ms")
@@ -437,6 +442,18 @@ public actor ShareCoordinator {
 
     // MARK: Durability
 
+    /// Records the group's members for `sluice queue describe` (not restored: members rejoin).
+    private func recordMembers(_ group: ShareGroupMembership) {
+        var w = WireWriter()
+        w.int16(3)
+        w.string(group.groupId)
+        let stored = StoredShareMembers(epoch: group.epoch, members: group.members.values.sorted { $0.memberId < $1.memberId }.map {
+            .init(memberId: $0.memberId, clientId: $0.clientId, clientHost: $0.clientHost, topics: $0.topics, assignment: $0.assignment.map(\.description))
+        }, timestamp: currentTimeMillis())
+        guard let json = try? JSONEncoder().encode(stored) else { return }
+        do { _ = try store.append([(w.bytes, Array(json))]) } catch { logger.warning("could not record the members of share group \(group.groupId): \(error)") }
+    }
+
     /// Appends the snapshots of changed partitions as one batch; returns its last offset.
     @discardableResult
     private func writeDirty() throws -> Int64? {
@@ -450,15 +467,18 @@ public actor ShareCoordinator {
             w.string(key.group)
             w.string(key.tp.topic.rawValue)
             w.int32(key.tp.partition)
-            changes.append((w.bytes, Self.encodeSnapshot(state.snapshot)))
+            let names = slots[key.group] ?? [:]
+            changes.append((w.bytes, Self.encodeSnapshot(state.snapshot) { slot in names.first { $0.value == slot }?.key }))
         }
         dirty.removeAll(keepingCapacity: true)
         return try store.append(changes)
     }
 
-    static func encodeSnapshot(_ s: SharePartitionState.Snapshot) -> [UInt8] {
+    /// v1: int16 1, int64 start offset, int32 runs, each: int64 first, int64 last, int16 state,
+    /// int16 delivery count, nullable string holder.
+    static func encodeSnapshot(_ s: SharePartitionState.Snapshot, name: (Int32) -> String?) -> [UInt8] {
         var w = WireWriter()
-        w.int16(0)
+        w.int16(1)
         w.int64(s.startOffset)
         w.int32(Int32(s.runs.count))
         for run in s.runs {
@@ -466,25 +486,28 @@ public actor ShareCoordinator {
             w.int64(run.last)
             w.int16(Int16(run.state.rawValue))
             w.int16(run.deliveryCount)
+            w.nullableString(run.owner >= 0 ? name(run.owner) : nil)
         }
         return w.bytes
     }
 
-    static func decodeSnapshot(_ bytes: [UInt8]) throws -> SharePartitionState.Snapshot {
+    static func decodeSnapshot(_ bytes: [UInt8]) throws -> (snapshot: SharePartitionState.Snapshot, holders: [String?]) {
         var r = WireReader(bytes)
-        _ = try r.int16()
+        let version = try r.int16()
         let start = try r.int64()
         let n = try r.int32()
         guard n >= 0 && Int(n) <= bytes.count / 20 else { throw BrokerError(.metadata, "a share-partition snapshot claims \(n) runs in \(bytes.count) bytes") }
         var runs: [SharePartitionState.Snapshot.Run] = []
+        var holders: [String?] = []
         for _ in 0..<n {
             let first = try r.int64(), last = try r.int64()
             guard let state = ShareRecordState(rawValue: UInt8(clamping: try r.int16())), last >= first else {
                 throw BrokerError(.metadata, "a share-partition snapshot has an invalid run")
             }
             runs.append(.init(first: first, last: last, state: state, deliveryCount: try r.int16()))
+            holders.append(version >= 1 ? try r.nullableString() : nil)
         }
-        return .init(startOffset: start, runs: runs)
+        return (.init(startOffset: start, runs: runs), holders)
     }
 
     // MARK: Dead letters
@@ -536,4 +559,18 @@ public actor ShareCoordinator {
             logger.error("share group \(key.group) could not dead-letter \(letters.count) record(s) of \(key.tp) to \(topic): \(error)")
         }
     }
+}
+
+/// A share group's members as the coordinator last recorded them.
+struct StoredShareMembers: Codable {
+    struct Member: Codable {
+        var memberId: String
+        var clientId: String
+        var clientHost: String
+        var topics: [String]
+        var assignment: [String]
+    }
+    var epoch: Int32
+    var members: [Member]
+    var timestamp: Int64
 }

@@ -358,16 +358,18 @@ public struct SharePartitionState: Sendable {
 
     // MARK: Durable form
 
-    /// The durable part: the start and runs of records that are settled or were delivered
-    /// before. Acquired records are stored as available with their delivery count (Kafka never
-    /// persists Acquired), so after a restart they are handed out again and acknowledged ones
-    /// never are.
+    /// The durable part: the start and runs of records that are settled, held or were delivered
+    /// before. Held records keep their owner for inspection only: restoring makes them
+    /// available with their delivery count (Kafka never persists Acquired), so after a restart
+    /// they are handed out again and acknowledged ones never are.
     public struct Snapshot: Sendable, Hashable {
         public struct Run: Sendable, Hashable {
             public var first: Int64
             public var last: Int64
             public var state: ShareRecordState
             public var deliveryCount: Int16
+            /// The holder of acquired records (-1 otherwise).
+            public var owner: Int32 = -1
         }
         public var startOffset: Int64
         public var runs: [Run]
@@ -377,16 +379,16 @@ public struct SharePartitionState: Sendable {
         var runs: [Snapshot.Run] = []
         var i = head
         while i < states.count {
-            var state = ShareRecordState(rawValue: states[i])!
-            if state == .acquired { state = .available }
+            let state = ShareRecordState(rawValue: states[i])!
+            let owner = state == .acquired ? owners[i] : -1
             let count = Int16(clamping: Int(counts[i]))
             let offset = startOffset + Int64(i - head)
             i += 1
             if state == .available && count == 0 { continue }
-            if let last = runs.last, last.last + 1 == offset, last.state == state, last.deliveryCount == count {
+            if let last = runs.last, last.last + 1 == offset, last.state == state, last.deliveryCount == count, last.owner == owner {
                 runs[runs.count - 1].last = offset
             } else {
-                runs.append(Snapshot.Run(first: offset, last: offset, state: state, deliveryCount: count))
+                runs.append(Snapshot.Run(first: offset, last: offset, state: state, deliveryCount: count, owner: owner))
             }
         }
         return Snapshot(startOffset: startOffset, runs: runs)
@@ -403,7 +405,7 @@ public struct SharePartitionState: Sendable {
         for run in s.runs where run.last >= s.startOffset {
             for offset in max(run.first, s.startOffset)...run.last {
                 let i = Int(offset - s.startOffset)
-                states[i] = run.state.rawValue
+                states[i] = (run.state == .acquired ? ShareRecordState.available : run.state).rawValue
                 counts[i] = UInt16(clamping: Int(run.deliveryCount))
             }
         }
