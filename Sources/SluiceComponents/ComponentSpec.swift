@@ -151,6 +151,8 @@ public enum BuiltComponent: Sendable {
     case source(any Source)
     /// Topic sources are driven by the executor through a consumer group.
     case topicSource(TopicSourceSettings)
+    /// Queue sources are driven by the executor as share-group members.
+    case queueSource(QueueSourceSettings)
     case transform(any Transform)
     case sink(any Sink)
 }
@@ -173,6 +175,29 @@ public struct TopicSourceSettings: Sendable {
         self.group = group
         self.start = start
         self.isolation = isolation
+        self.maxBatchRecords = maxBatchRecords
+    }
+}
+
+/// A queue source: members of a share group, each record handed to one of them.
+public struct QueueSourceSettings: Sendable {
+    public var topic: String
+    public var group: String
+    public var lockMs: Int64
+    public var maxDeliveries: Int
+    public var deadLetter: String?
+    public var start: StartPosition
+    public var instances: Int
+    public var maxBatchRecords: Int
+
+    public init(topic: String, group: String, lockMs: Int64, maxDeliveries: Int, deadLetter: String?, start: StartPosition, instances: Int, maxBatchRecords: Int) {
+        self.topic = topic
+        self.group = group
+        self.lockMs = lockMs
+        self.maxDeliveries = maxDeliveries
+        self.deadLetter = deadLetter
+        self.start = start
+        self.instances = instances
         self.maxBatchRecords = maxBatchRecords
     }
 }

@@ -53,6 +53,10 @@ public struct ConsumerRecords: Sendable {
     public struct Part: Sendable {
         public let data: FetchedData
         public let from: Int64
+        public init(data: FetchedData, from: Int64) {
+            self.data = data
+            self.from = from
+        }
     }
 
     public let parts: [Part]

@@ -41,7 +41,8 @@ public struct ShareRecord {
 public struct ShareBatch: Sendable {
     public struct Range: Sendable {
         public let acquired: AcquiredRange
-        let data: [FetchedData]
+        /// The fetched bytes holding the range (whole batches; records outside it are not acquired).
+        public let data: [FetchedData]
         /// Index of `acquired.first` in the batch's acknowledgement slots.
         let ackBase: Int
     }
@@ -75,6 +76,12 @@ public struct ShareBatch: Sendable {
         }
     }
 
+    /// The delivery count of the record at `offset` of `tp` (nil when not acquired in this batch).
+    public func deliveryCount(_ tp: TopicPartition, _ offset: Int64) -> Int16? {
+        guard let part = parts.first(where: { $0.topicPartition == tp }) else { return nil }
+        return part.ranges.first { $0.acquired.first <= offset && offset <= $0.acquired.last }?.acquired.deliveryCount
+    }
+
     /// Acknowledgements for this batch with every record set to `type`, to be changed record
     /// by record with `ShareAcknowledgements.set`. Offsets that hold no record are gaps.
     public func acknowledgements(_ type: AcknowledgeType = .accept) -> ShareAcknowledgements {
@@ -101,6 +108,20 @@ public struct ShareAcknowledgements: Sendable {
     public mutating func set(_ record: ShareRecord, _ type: AcknowledgeType, error: String? = nil) {
         types[record.ackIndex] = type.rawValue
         if let error { errors[record.ackIndex] = error }
+    }
+
+    /// Settles the record at `offset` of `tp` (a no-op for offsets the batch did not acquire).
+    public mutating func set(_ tp: TopicPartition, _ offset: Int64, _ type: AcknowledgeType, error: String? = nil) {
+        guard let (_, ranges, base) = parts.first(where: { $0.0 == tp }) else { return }
+        var index = base
+        for r in ranges {
+            if offset >= r.first && offset <= r.last {
+                types[index + Int(offset - r.first)] = type.rawValue
+                if let error { errors[index + Int(offset - r.first)] = error }
+                return
+            }
+            index += r.count
+        }
     }
 
     /// Leaves one record out of this acknowledgement: it stays acquired by the member until

@@ -36,6 +36,25 @@ public enum BuiltInComponents {
                 isolation: config.string("isolation") == "read_uncommitted" ? .readUncommitted : .readCommitted,
                 maxBatchRecords: Int(config.int("batch_records") ?? 1000)))
         },
+        ComponentSpec(kind: .source, type: "queue", summary: "Reads a topic as a queue: a share group (Kafka's KIP-932) whose members each take records under a lock and acknowledge them one by one. Workers may outnumber partitions and order is not kept; a record is accepted once every sink downstream has it, released for another delivery when processing fails, and dead-lettered after max_deliveries.", fields: [
+            FieldSpec("topic", .topic, required: true, "The topic to read."),
+            FieldSpec("group", .string, "Share group; defaults to the pipeline's name. Other processes (and Kafka share consumers) in the same group share its records."),
+            FieldSpec("lock", .duration, default: "30s", "How long a worker holds records before they go to another."),
+            FieldSpec("max_deliveries", .int, default: "5", "Deliveries before a record is archived (and dead-lettered)."),
+            FieldSpec("dead_letter", .topic, "Topic for records that failed on their last delivery, with headers saying why (sluice.dlq.reason, .error, .delivery.count, .topic, .partition, .offset)."),
+            FieldSpec("start", .choice(["earliest", "latest"]), default: "earliest", "Where a partition the group has not read yet starts."),
+            FieldSpec("instances", .int, default: "1", "Workers in this process."),
+            batchField,
+        ]) { config, _ in
+            let instances = Int(config.int("instances") ?? 1), deliveries = Int(config.int("max_deliveries") ?? 5)
+            guard instances >= 1 && instances <= 256 else { throw ComponentError(component: config.id, "instances must be 1 to 256, got \(instances)") }
+            guard deliveries >= 1 && deliveries <= 100 else { throw ComponentError(component: config.id, "max_deliveries must be 1 to 100, got \(deliveries)") }
+            return .queueSource(QueueSourceSettings(
+                topic: config.string("topic")!, group: config.string("group") ?? config.pipelineName,
+                lockMs: config.milliseconds("lock") ?? 30_000, maxDeliveries: deliveries, deadLetter: config.string("dead_letter"),
+                start: config.string("start") == "latest" ? .latest : .earliest, instances: instances,
+                maxBatchRecords: Int(config.int("batch_records") ?? 1000)))
+        },
         ComponentSpec(kind: .source, type: "channel", summary: "Messages published on the gateway's channels (`sluice serve --ws`) whose name matches `channels`: each record's key is the channel, its value the message's JSON. Reads the channel topic as a consumer group, each partition a lane, like a topic source.", fields: [
             FieldSpec("channels", .string, required: true, "Channel names to read, a pattern where * matches any run of characters, e.g. inbox.*"),
             FieldSpec("topic", .topic, default: "channels", "The gateway's channel topic (its --ws-topic)."),

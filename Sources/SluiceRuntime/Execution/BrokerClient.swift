@@ -16,6 +16,14 @@ public protocol BrokerClient: Sendable {
     /// Runs one topic source as a consumer-group member until it is cancelled or, with
     /// `drain`, until it has caught up with its partitions' ends.
     func runTopicSource(_ source: TopicSourceRun) async throws
+    /// Runs one queue source's workers as share-group members.
+    func runQueueSource(_ source: QueueSourceRun) async throws
+}
+
+extension BrokerClient {
+    public func runQueueSource(_ source: QueueSourceRun) async throws {
+        throw PipelineRunError(pipeline: source.pipelineName, message: "queue source '\(source.id)' needs the embedded broker: share groups over \(name) are not available to this build's librdkafka")
+    }
 }
 
 /// The embedded broker in this process.
@@ -44,5 +52,9 @@ public struct EmbeddedBrokerClient: BrokerClient {
         case .exactlyOnce: try await ExactlyOnceDriver(source: source, broker: broker).run()
         case .atLeastOnce: try await AtLeastOnceDriver(source: source, broker: broker).run()
         }
+    }
+
+    public func runQueueSource(_ source: QueueSourceRun) async throws {
+        try await QueueDriver(source: source, broker: broker).run()
     }
 }

@@ -6,9 +6,9 @@ import SluiceBroker
 import SluiceLog
 
 enum FetchedBatches {
-    /// The part's records from `part.from` on, that its isolation level may see, in offset
-    /// order, in batches of at most `maxRecords`.
-    static func make(_ part: ConsumerRecords.Part, maxRecords: Int) throws -> [RecordBatch] {
+    /// The part's records from `part.from` on (up to `through`), that its isolation level may
+    /// see, in offset order, in batches of at most `maxRecords`.
+    static func make(_ part: ConsumerRecords.Part, maxRecords: Int, through: Int64 = .max) throws -> [RecordBatch] {
         let fetched = part.data.result.bytes
         var whole = RecordBatch()
         let store = whole.addStore(fetched)
@@ -27,6 +27,7 @@ enum FetchedBatches {
                 return batch.store(p)
             }
             try part.data.forEachRecord(from: part.from) { r in
+                guard r.offset <= through else { return }
                 let headerStart = Int32(whole.headers.count)
                 if r.headerCount > 0 {
                     r.forEachHeader { name, value in

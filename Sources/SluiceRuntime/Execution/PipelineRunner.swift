@@ -92,6 +92,10 @@ public final class PipelineRunner: Sendable {
                         }
                         let client = self.client
                         group.addTask { try await client.runTopicSource(source) }
+                    case .queueSource(let settings):
+                        let source = QueueSourceRun(id: node.id, settings: settings, graph: graph, options: options, logger: logger, pipelineName: pipeline.name)
+                        let client = self.client
+                        group.addTask { try await client.runQueueSource(source) }
                     case .source(let source):
                         group.addTask { try await Self.drive(source, id: node.id, graph: graph) }
                     default:

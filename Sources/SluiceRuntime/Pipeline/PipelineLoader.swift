@@ -292,6 +292,9 @@ struct LoadContext {
         if kind != .source && inputs.isEmpty && fields["inputs"] == nil && !suggested.contains("inputs") {
             error(at: keyNode, "\(kind.rawValue) '\(id)' has no inputs", hint: "add inputs: [<component>]")
         }
+        if kind == .source && type == "queue" && guarantee == .exactlyOnce {
+            error(at: keyNode, "source '\(id)' is a queue, which cannot be exactly-once: records are handed out in no order and one that fails, or whose worker dies, is delivered again", hint: "use guarantee: at-least-once, with a dead_letter topic for records that keep failing, or a topic source for exactly-once")
+        }
         if kind == .sink && guarantee == .exactlyOnce && !spec.exactlyOnceCapable && delivery != "at-least-once" {
             error(at: keyNode, "sink '\(id)' (\(type)) cannot be exactly-once, but the pipeline's guarantee is exactly-once", hint: "set delivery: at-least-once on this sink to accept duplicates after a crash")
         }
