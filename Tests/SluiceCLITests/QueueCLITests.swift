@@ -1,0 +1,156 @@
+// Queues (share groups) from the command line: `sluice queue`, `consume --share-group`, a
+// queue pipeline SIGKILLed again and again, and confluent-kafka's ShareConsumer against
+// `sluice serve`.
+import Foundation
+import Testing
+
+@Suite(.serialized) struct QueueCLITests {
+    let scratch = Scratch()
+    var data: String { scratch.path + "/data" }
+
+    private func jobs(_ n: Int, poisonEvery: Int) -> (lines: String, good: Set<Int>, poison: Set<Int>) {
+        var lines = "", good = Set<Int>(), poison = Set<Int>()
+        for i in 1...n {
+            if i % poisonEvery == 0 {
+                lines += "{\"id\":\(i),\"amount\":\"bad\"}\n"
+                poison.insert(i)
+            } else {
+                lines += "{\"id\":\(i),\"amount\":\(i)}\n"
+                good.insert(i)
+            }
+        }
+        return (lines, good, poison)
+    }
+
+    private func ids(_ lines: [String]) throws -> [Int] {
+        try lines.map { l in
+            let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
+            return o["id"] as! Int
+        }
+    }
+
+    @Test func aQueuePipelineKilledTenTimesSettlesEveryRecordOnceAndDeadLettersOnlyThePoison() throws {
+        let (lines, good, poison) = jobs(20_000, poisonEvery: 499)
+        var r = try Sluice.run(["topic", "create", "jobs", "--partitions", "1"], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try Sluice.run(["produce", "jobs"], data: data, stdin: lines)
+        #expect(r.status == 0, "\(r.stderr)")
+        let pipeline = PipelineCLITests.repo + "/pipelines/jobs.yaml"
+        var kills = 0
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<10 {
+            let p = try LiveProcess(["run", pipeline, "--data", data])
+            usleep(UInt32.random(in: 150_000...600_000, using: &rng))
+            p.kill9()
+            kills += 1
+            #expect(!p.stderrText.contains("error:"), "\(p.stderrText)")
+        }
+        // A last run to the end.
+        r = try Sluice.run(["run", pipeline, "--drain"], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        // Every record of the queue is settled: the group's start offset is the log's end.
+        let d = try Sluice.run(["queue", "describe", "jobs"], data: data)
+        let row = d.stdoutLines.first { $0.hasPrefix("jobs ") }?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(row.count >= 9 && row[2] == "20000" && row[4] == "0" && row[8] == "0", "\(d.stdout)")
+        // The good records are priced (duplicates allowed: at-least-once), none lost; the
+        // poison ones are dead letters with the error, and only they.
+        let priced = try ids(try Sluice.run(["consume", "priced"], data: data).stdoutLines)
+        #expect(Set(priced) == good, "missing: \(good.subtracting(priced).sorted().prefix(10)), extra: \(Set(priced).subtracting(good).sorted().prefix(10))")
+        let dead = try Sluice.run(["consume", "jobs.dead", "--format", "json"], data: data)
+        var deadIds = Set<Int>()
+        var rejected = 0
+        for l in dead.stdoutLines {
+            let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
+            let value = try JSONSerialization.jsonObject(with: Data((o["value"] as! String).utf8)) as! [String: Any]
+            deadIds.insert(value["id"] as! Int)
+            let headers = o["headers"] as! [String: String]
+            // Rejected with the error by the worker on its last delivery, or, when a worker was
+            // killed during that delivery, archived at the limit by the restarted broker.
+            if headers["sluice.dlq.reason"] == "rejected" {
+                #expect(headers["sluice.dlq.error"]?.contains("cannot multiply string and number") == true, "\(headers)")
+                rejected += 1
+            } else {
+                #expect(headers["sluice.dlq.reason"] == "delivery-limit", "\(headers)")
+            }
+            #expect(headers["sluice.dlq.delivery.count"] == "3")
+        }
+        #expect(deadIds == poison)
+        #expect(rejected > 0)
+        print("queue crash test: \(kills) kills, \(priced.count) priced (\(good.count) distinct jobs), \(dead.stdoutLines.count) dead letters")
+    }
+
+    @Test func queueCommandsConfigureConsumeAndDescribe() throws {
+        var r = try Sluice.run(["topic", "create", "work", "--partitions", "1"], data: data)
+        r = try Sluice.run(["produce", "work"], data: data, stdin: (1...10).map { "job-\($0)" }.joined(separator: "\n") + "\n")
+        #expect(r.status == 0)
+        r = try Sluice.run(["queue", "config", "crew", "--max-deliveries", "2", "--dead-letter", "work.dead", "--lock", "10s", "--start", "earliest"], data: data)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdoutLines.contains("share.delivery.count.limit=2") && r.stdoutLines.contains("errors.deadletterqueue.topic.name=work.dead") && r.stdoutLines.contains("share.record.lock.duration.ms=10000"), "\(r.stdout)")
+        r = try Sluice.run(["consume", "work", "--share-group", "crew", "--max", "3"], data: data)
+        #expect(r.stdoutLines == ["job-1", "job-2", "job-3"], "\(r.stdout)\(r.stderr)")
+        r = try Sluice.run(["consume", "work", "--share-group", "crew", "--max", "2", "--ack", "reject"], data: data)
+        #expect(r.stdoutLines == ["job-4", "job-5"], "\(r.stderr)")
+        r = try Sluice.run(["consume", "work", "--share-group", "crew", "--max", "1", "--ack", "release"], data: data)
+        #expect(r.stdoutLines == ["job-6"])
+        r = try Sluice.run(["queue", "describe", "crew"], data: data)
+        #expect(r.stdoutLines.first == "share group crew: Empty, epoch 2", "\(r.stdout)")
+        #expect(r.stdout.contains("lock 10s, max deliveries 2, start earliest, max in flight 2000, dead letters work.dead"), "\(r.stdout)")
+        // Start 5 (1-3 accepted, 4-5 rejected), job-6 delivered once and released.
+        let row = r.stdoutLines.first { $0.hasPrefix("work ") }?.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        #expect(row == ["work", "0", "5", "6", "1", "0", "0", "0", "5", "-"], "\(r.stdout)")
+        r = try Sluice.run(["consume", "work.dead"], data: data)
+        #expect(r.stdoutLines == ["job-4", "job-5"])
+        // job-6 comes back (its second and last delivery), then the rest.
+        r = try Sluice.run(["consume", "work", "--share-group", "crew"], data: data)
+        #expect(r.stdoutLines == ["job-6", "job-7", "job-8", "job-9", "job-10"], "\(r.stdout)")
+        r = try Sluice.run(["queue", "list"], data: data)
+        #expect(r.stdoutLines.count == 2 && r.stdoutLines[1].hasPrefix("crew "), "\(r.stdout)")
+        r = try Sluice.run(["group", "list"], data: data)
+        #expect(r.stdoutLines.contains { $0.split(separator: " ", omittingEmptySubsequences: true) == ["crew", "share", "Empty", "0"] }, "\(r.stdout)")
+        // Refusals, one sentence each.
+        r = try Sluice.run(["consume", "work", "--share-group", "crew", "--group", "g"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("--group and --share-group cannot be used together"), "\(r.stderr)")
+        r = try Sluice.run(["consume", "work", "--ack", "reject"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("--ack applies to --share-group only"))
+        r = try Sluice.run(["queue", "describe", "nobody"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("share group 'nobody' does not exist") && r.stderr.contains("crew"), "\(r.stderr)")
+        r = try Sluice.run(["queue", "config", "crew", "--start", "middle"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("--start must be earliest or latest"))
+        r = try Sluice.run(["queue", "config", "crew", "--max-deliveries", "0"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("max deliveries 0 is outside 1...100"), "\(r.stderr)")
+        // A queue cannot be exactly-once, and validate says why at the source's line.
+        let file = scratch.path + "/eo.yaml"
+        try """
+        name: eo
+        guarantee: exactly-once
+        sources:
+          work: { type: queue, topic: work }
+        sinks:
+          out: { type: stdout, inputs: [work], delivery: at-least-once }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        r = try Sluice.run(["validate", file])
+        #expect(r.status != 0 && r.stderr.contains("eo.yaml:4:3: error: source 'work' is a queue, which cannot be exactly-once"), "\(r.stderr)")
+    }
+
+    @Test func confluentKafkaShareConsumersAgainstServe() throws {
+        // Only the newest confluent-kafka has a ShareConsumer (2.15+); the pinned 2.6 has none.
+        let python = try PythonClients.newest.python()
+        let port = HTTPSourceTests.freePort()
+        let server = try LiveProcess(["serve", "--data", data, "--kafka", "127.0.0.1:\(port)"])
+        defer { server.kill9() }
+        let deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let r = try Sluice.run(["-c", "timeout 240 \(python) \(PipelineCLITests.repo)/scripts/interop/share_check.py --bootstrap 127.0.0.1:\(port) all 2>&1 | grep -v '^%'"], binary: "/bin/sh")
+        let status = r.status, output = r.stdout
+        print(output)
+        #expect(status == 0, "\(output)\n\(server.stderrText.suffix(2000))")
+        for check in ["OK share: 3 members on 1 partition processed 3000 records exactly once", "OK redeliver: 40 records held by a stopped member went to another after its lock ran out",
+                      "OK redeliver: a member killed with SIGKILL", "OK reject: REJECT archived job-3", "OK deadletter: released 3 times"] {
+            #expect(output.contains(check), "missing '\(check)'")
+        }
+        // Beside the running server, the queue commands read what it wrote.
+        let listed = try Sluice.run(["queue", "list"], data: data)
+        #expect(listed.stdoutLines.filter { $0.hasPrefix("workers-") || $0.hasPrefix("redeliver-") || $0.hasPrefix("reject-") || $0.hasPrefix("poison-") }.count == 4, "\(listed.stdout)")
+        #expect(!server.stderrText.contains("error"), "\(server.stderrText.suffix(2000))")
+    }
+}
