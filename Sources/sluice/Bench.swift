@@ -5,7 +5,7 @@ import Foundation
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency on this machine.",
-        subcommands: [LogBench.self, BrokerBench.self, PipelineBench.self, ScaleOutBench.self, PluginBench.self, KafkaBench.self, CLIBench.self, FuzzBench.self, GatewayBench.self]
+        subcommands: [LogBench.self, BrokerBench.self, PipelineBench.self, ScaleOutBench.self, PluginBench.self, KafkaBench.self, CLIBench.self, FuzzBench.self, GatewayBench.self, QueueBench.self]
     )
 }
 

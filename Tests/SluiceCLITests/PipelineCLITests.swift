@@ -58,7 +58,7 @@ import Testing
         // pipelines/plugins.yaml uses the example plugins in plugins/.
         let r = try Sluice.run(["validate", "--plugins", Self.repo + "/plugins", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("ok: 6 pipelines, "))
+        #expect(r.stdout.hasPrefix("ok: 7 pipelines, "))
         // The pipeline files' test cases are checked too.
         let t = try Sluice.run(["test", "--plugins", Self.repo + "/plugins", Self.repo + "/pipelines"])
         #expect(t.status == 0)
@@ -67,7 +67,7 @@ import Testing
     @Test func sluiceTestRunsTheExamplesCasesAndReportsAFailingOne() throws {
         var r = try Sluice.run(["test", "--plugins", Self.repo + "/plugins", Self.repo + "/pipelines"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdoutLines.last == "test cases: 9 passed, 0 failed")
+        #expect(r.stdoutLines.last == "test cases: 10 passed, 0 failed")
         #expect(r.stdoutLines.contains("✔ quickstart: big orders are enriched and keyed, small ones dropped"))
         let file = scratch.path + "/doubler.yaml"
         try """
