@@ -26,6 +26,7 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "Records for the confluent-kafka runs.") var wireRecords: Int = 300_000
     @Option(help: "Bytes per record value.") var size: Int = 100
     @Option(help: "Share-group members in the in-process run.") var members: Int = 4
+    @Option(help: "Records a member acquires per poll in the in-process run (Kafka's max.poll.records).") var batch: Int = 1000
     @Option(help: "Python with confluent-kafka 2.15+ (default: .build/interop-newest/bin/python3, else python3).") var python: String?
 
     func run() async throws {
@@ -36,7 +37,7 @@ struct QueueBench: AsyncParsableCommand {
         #if DEBUG
         emit("note: this is a debug build; build with -c release for real figures")
         #endif
-        emit("sluice bench queue: \(records) records of \(size) bytes on 1 partition, \(members) share-group members acknowledging each record")
+        emit("sluice bench queue: \(records) records of \(size) bytes on 1 partition, \(members) share-group members acknowledging each record, \(batch) records per poll")
         let broker = try await EmbeddedBroker.open(path: base + "/data", logger: Logger(label: "sluice.bench"))
         let topic = try broker.createTopic("jobs", partitions: 1)
         try fill(broker, TopicPartition(topic, 0), count: records)
@@ -44,7 +45,9 @@ struct QueueBench: AsyncParsableCommand {
         // In-process share group.
         var settings = ShareGroupSettings()
         settings.startAtEarliest = true
-        settings.maxInFlight = max(2_000, members * 500)
+        // Room for every member's poll at once (Kafka's default of 2000 records per partition
+        // would leave members waiting for each other's acknowledgements).
+        settings.maxInFlight = max(2_000, members * batch)
         try await broker.shares.configure("bench", settings)
         let counts = MemberCounts(members)
         let started = ContinuousClock.now
@@ -54,7 +57,7 @@ struct QueueBench: AsyncParsableCommand {
                 group.addTask {
                     var config = ShareConsumerConfig(groupId: "bench")
                     config.memberId = "bench-\(m)"
-                    config.maxRecords = 500
+                    config.maxRecords = batch
                     config.acknowledgement = .explicit
                     let consumer = ShareConsumer(broker: broker, config: config, topics: [topic])
                     var idle = 0
