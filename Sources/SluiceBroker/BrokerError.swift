@@ -44,6 +44,9 @@ public struct BrokerError: Error, Sendable, CustomStringConvertible {
         // Share groups and the consumer group protocol.
         public static let invalidRequest = Code(name: "invalid-request", kafka: 42)
         public static let fencedMemberEpoch = Code(name: "fenced-member-epoch", kafka: 110)
+        public static let unreleasedInstanceId = Code(name: "unreleased-instance-id", kafka: 111)
+        public static let unsupportedAssignor = Code(name: "unsupported-assignor", kafka: 112)
+        public static let staleMemberEpoch = Code(name: "stale-member-epoch", kafka: 113)
         public static let invalidRecordState = Code(name: "invalid-record-state", kafka: 121)
         public static let shareSessionNotFound = Code(name: "share-session-not-found", kafka: 122)
         public static let invalidShareSessionEpoch = Code(name: "invalid-share-session-epoch", kafka: 123)

@@ -47,7 +47,7 @@ public final class EmbeddedBroker: Sendable {
         self.logger = logger
         offsets = try OffsetStore(topics: topics, logger: logger)
         let counts: @Sendable (TopicName) -> Int32? = { [topics] name in try? topics.config(name).partitions }
-        groups = GroupCoordinator(offsets: offsets, config: config.groups, logger: logger, partitionCounts: counts)
+        groups = GroupCoordinator(offsets: offsets, config: config.groups, logger: logger, clock: config.clock, partitionCounts: counts)
         let handlesBox = HandleLookup()
         transactions = try TransactionCoordinator(topics: topics, groups: groups, partitions: { tp in try handlesBox.lookup(tp) }, logger: logger)
         shares = try ShareCoordinator(topics: topics, defaults: config.shares, clock: config.clock, logger: logger,

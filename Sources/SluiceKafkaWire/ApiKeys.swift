@@ -29,6 +29,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case createPartitions = 37
     case deleteGroups = 42
     case incrementalAlterConfigs = 44
+    case consumerGroupHeartbeat = 68
+    case consumerGroupDescribe = 69
     case shareGroupHeartbeat = 76
     case shareGroupDescribe = 77
     case shareFetch = 78
@@ -64,6 +66,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .createPartitions: 0...3
         case .deleteGroups: 0...2
         case .incrementalAlterConfigs: 0...1
+        // KIP-848; librdkafka 2.16 needs v1 of the heartbeat.
+        case .consumerGroupHeartbeat, .consumerGroupDescribe: 0...1
         // Kafka 4.2's versions (v0 was 4.0's early access, removed in 4.1); librdkafka 2.16 sends v1.
         case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 1...1
         }
@@ -100,6 +104,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .createPartitions: 2
         case .deleteGroups: 2
         case .incrementalAlterConfigs: 1
+        case .consumerGroupHeartbeat, .consumerGroupDescribe: 0
         case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 0
         }
     }
@@ -133,6 +138,7 @@ public enum KafkaErrorCode {
     public static let unknownTopicId: Int16 = 100
     public static let invalidConfig: Int16 = 40
     public static let invalidRecordState: Int16 = 121
+    public static let invalidRegularExpression: Int16 = 128
     public static let shareSessionNotFound: Int16 = 122
     public static let invalidShareSessionEpoch: Int16 = 123
     public static let unsupportedCompressionType: Int16 = 76
@@ -176,6 +182,8 @@ extension ApiKey {
         case .createPartitions: try CreatePartitionsRequest(from: &r, version: version)
         case .deleteGroups: try DeleteGroupsRequest(from: &r, version: version)
         case .incrementalAlterConfigs: try IncrementalAlterConfigsRequest(from: &r, version: version)
+        case .consumerGroupHeartbeat: try ConsumerGroupHeartbeatRequest(from: &r, version: version)
+        case .consumerGroupDescribe: try ConsumerGroupDescribeRequest(from: &r, version: version)
         case .shareGroupHeartbeat: try ShareGroupHeartbeatRequest(from: &r, version: version)
         case .shareGroupDescribe: try ShareGroupDescribeRequest(from: &r, version: version)
         case .shareFetch: try ShareFetchRequest(from: &r, version: version)

@@ -230,6 +230,9 @@ extension KafkaRequestHandler {
         var listed = await broker.groups.listGroups().map { g in
             ListGroupsResponse.ListedGroup(groupId: g.groupId, protocolType: g.protocolType, groupState: g.state.rawValue, groupType: "classic")
         }
+        for (id, state) in await broker.groups.listConsumerGroups() {
+            listed.append(.init(groupId: id, protocolType: "consumer", groupState: state, groupType: "consumer"))
+        }
         for id in await broker.shares.groupIds() where !listed.contains(where: { $0.groupId == id }) {
             let state = await broker.shares.describe(id)?.state ?? "Empty"
             listed.append(.init(groupId: id, protocolType: "share", groupState: state, groupType: "share"))

@@ -188,6 +188,10 @@ public final class KafkaRequestHandler: Sendable {
                 body = try await endTxn(&r, v)
             case .txnOffsetCommit:
                 body = try await txnOffsetCommit(&r, v)
+            case .consumerGroupHeartbeat:
+                body = try await consumerGroupHeartbeat(&r, v, clientId: header.clientId ?? "", connection: connection)
+            case .consumerGroupDescribe:
+                body = try await consumerGroupDescribe(&r, v)
             case .shareGroupHeartbeat:
                 body = try await shareGroupHeartbeat(&r, v, clientId: header.clientId ?? "", connection: connection)
             case .shareGroupDescribe:

@@ -13,7 +13,7 @@ struct GroupCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List consumer groups (type classic) and share groups (type share, see `sluice queue`).")
+        static let configuration = CommandConfiguration(abstract: "List consumer groups (type classic, or consumer for KIP-848 groups) and share groups (type share, see `sluice queue`).")
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
@@ -29,7 +29,7 @@ struct GroupCommand: AsyncParsableCommand {
             var rows = [["GROUP", "TYPE", "STATE", "MEMBERS"]]
             for id in inspector.groupIds() {
                 guard let r = try inspector.report(id) else { continue }
-                rows.append([id, "classic", r.effectiveState, r.writerPid != nil ? "\(r.snapshot?.members.count ?? 0)" : "0"])
+                rows.append([id, r.snapshot?.groupType ?? "classic", r.effectiveState, r.writerPid != nil ? "\(r.snapshot?.members.count ?? 0)" : "0"])
             }
             for id in shares.groupIds() {
                 guard let d = try shares.describe(id) else { continue }

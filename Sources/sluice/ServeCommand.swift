@@ -23,6 +23,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("sasl-users"), help: "A file of user:password lines; clients must then authenticate with SASL PLAIN or SCRAM-SHA-256.") var saslUsers: String?
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: the listener then speaks TLS (clients use security.protocol SSL or SASL_SSL).") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
+    @Option(name: .customLong("group-heartbeat-interval"), help: "How often consumer-protocol (KIP-848) members heartbeat, e.g. 5s (Kafka's group.consumer.heartbeat.interval.ms).") var groupHeartbeatInterval: String = "5s"
+    @Option(name: .customLong("group-session-timeout"), help: "A consumer-protocol member without a heartbeat for this long leaves, e.g. 45s (group.consumer.session.timeout.ms).") var groupSessionTimeout: String = "45s"
     @OptionGroup var gateway: GatewayOptions
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
@@ -34,9 +36,18 @@ struct Serve: AsyncParsableCommand {
         let (adHost, adPort) = try advertise.map { try Self.hostPort($0, "--advertise") } ?? (host, port)
         guard let maxBytes = Durations.bytes(maxRequest), maxBytes > 0 else { throw CLIError.user("--max-request '\(maxRequest)' is not a size such as 100MiB") }
         guard let idleMs = Durations.milliseconds(idleTimeout), idleMs > 0 else { throw CLIError.user("--idle-timeout '\(idleTimeout)' is not a duration such as 10m") }
+        guard let heartbeatMs = Durations.milliseconds(groupHeartbeatInterval), heartbeatMs >= 10 else {
+            throw CLIError.user("--group-heartbeat-interval '\(groupHeartbeatInterval)' is not a duration of at least 10ms, such as 5s")
+        }
+        guard let sessionMs = Durations.milliseconds(groupSessionTimeout), sessionMs > heartbeatMs else {
+            throw CLIError.user("--group-session-timeout '\(groupSessionTimeout)' must be a duration longer than --group-heartbeat-interval, such as 45s")
+        }
         global.bootstrapLogging()
         let logger = Logger(label: "sluice")
-        let broker = try await EmbeddedBroker.open(path: global.dataPath, logger: logger)
+        var brokerConfig = BrokerConfig()
+        brokerConfig.groups.consumerHeartbeatIntervalMs = heartbeatMs
+        brokerConfig.groups.consumerSessionTimeoutMs = sessionMs
+        let broker = try await EmbeddedBroker.open(path: global.dataPath, config: brokerConfig, logger: logger)
         var config = KafkaListenerConfig(advertisedHost: adHost, advertisedPort: Int32(adPort))
         config.maxRequestBytes = Int(maxBytes)
         config.autoCreatePartitions = autoCreatePartitions

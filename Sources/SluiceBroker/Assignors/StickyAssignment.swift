@@ -120,6 +120,19 @@ struct StickyAssignment {
         return plan
     }
 
+    /// Every member's partitions in `plan`, sorted, transfers included (KIP-848's server-side
+    /// assignment: the protocol revokes a moving partition before its new owner gets it).
+    func withTransfers(_ plan: [[Int]]) -> [String: [TopicPartition]] {
+        var result = [String: [TopicPartition]](minimumCapacity: members.count)
+        for (index, slots) in plan.enumerated() where result[members[index].memberId] == nil {
+            result[members[index].memberId] = slots.sorted().map {
+                let topic = topicOfSlot[$0]
+                return TopicPartition(topics[topic], PartitionID($0 - firstSlot[topic]))
+            }
+        }
+        return result
+    }
+
     /// The cooperative result of `plan`: each member's partitions, sorted, except those whose
     /// previous owner is another member. That owner sees them missing and revokes them; the
     /// follow-up rebalance hands them over.

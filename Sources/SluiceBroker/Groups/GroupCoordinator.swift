@@ -33,7 +33,7 @@ public actor GroupCoordinator {
         var joinOrder: [String] = []
         var staticMembers: [String: String] = [:]  // instance id -> member id
         var rebalanceDeadlineMs: Int64 = 0
-        var emptySinceMs: Int64 = currentTimeMillis()
+        var emptySinceMs: Int64 = 0
     }
 
     private var groups: [String: Group] = [:]
@@ -45,12 +45,60 @@ public actor GroupCoordinator {
     /// In-process members learn of a rebalance at once instead of at their next heartbeat.
     private var watchers: [String: [String: @Sendable () -> Void]] = [:]
     private var partitionCounts: @Sendable (TopicName) -> Int32?
+    private let clock: @Sendable () -> Int64
+    /// Groups on the consumer protocol (KIP-848); the group-id namespace is shared with `groups`.
+    private var consumerGroups: [String: ConsumerGroupState] = [:]
 
-    init(offsets: OffsetStore, config: GroupConfig, logger: Logger, partitionCounts: @escaping @Sendable (TopicName) -> Int32?) {
+    init(offsets: OffsetStore, config: GroupConfig, logger: Logger, clock: @escaping @Sendable () -> Int64 = { currentTimeMillis() }, partitionCounts: @escaping @Sendable (TopicName) -> Int32?) {
         self.offsets = offsets
         self.config = config
         self.logger = logger
+        self.clock = clock
         self.partitionCounts = partitionCounts
+    }
+
+    // MARK: Consumer protocol (KIP-848)
+
+    /// One ConsumerGroupHeartbeat (see ConsumerGroupState.heartbeat). A classic group with
+    /// live members is not converted (GROUP_ID_NOT_FOUND, as Kafka answers when it cannot
+    /// upgrade a group); an empty classic group is taken over, keeping its offsets.
+    public func consumerHeartbeat(groupId: String, memberId: String, epoch: Int32, instanceId: String?, rackId: String?, rebalanceTimeoutMs: Int32,
+                                  topics: [String]?, serverAssignor: String?, owned: [TopicPartition]?, clientId: String, clientHost: String) throws -> (result: ConsumerHeartbeatResult, intervalMs: Int32) {
+        guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        if let classic = groups[groupId], !classic.members.isEmpty {
+            throw BrokerError(.unknownGroup, "group '\(groupId)' has \(classic.members.count) classic-protocol member\(classic.members.count == 1 ? "" : "s"); a consumer-protocol member cannot join it until they leave")
+        }
+        var group = consumerGroups[groupId] ?? ConsumerGroupState(groupId: groupId)
+        let counts = partitionCounts
+        let epochBefore = group.epoch
+        let known = !memberId.isEmpty && group.members[memberId] != nil
+        let result = try group.heartbeat(memberId: memberId, epoch: epoch, instanceId: instanceId, rackId: rackId, rebalanceTimeoutMs: rebalanceTimeoutMs,
+                                         topics: topics, serverAssignor: serverAssignor, owned: owned, clientId: clientId, clientHost: clientHost,
+                                         now: clock(), partitions: { name in (try? TopicName(name)).flatMap(counts) })
+        if group.members.isEmpty {
+            consumerGroups.removeValue(forKey: groupId)
+        } else {
+            consumerGroups[groupId] = group
+            groups.removeValue(forKey: groupId)
+        }
+        if group.epoch != epochBefore {
+            if epoch == 0 && !known { logger.info("member \(result.memberId) joined consumer group \(groupId) (consumer protocol, epoch \(group.epoch))") }
+            if epoch < 0 { logger.info("member \(memberId) left consumer group \(groupId) (consumer protocol)") }
+            persist(group)
+        }
+        return (result, Int32(clamping: config.consumerHeartbeatIntervalMs))
+    }
+
+    /// The consumer-protocol group, if `groupId` is one.
+    public func consumerGroup(_ groupId: String) -> ConsumerGroupState? { consumerGroups[groupId] }
+
+    private func persist(_ group: ConsumerGroupState) {
+        dirtySnapshots[group.groupId] = GroupSnapshot(
+            groupId: group.groupId, state: group.state, generation: group.epoch, protocolType: "consumer", protocolName: group.assignor, leader: nil,
+            members: group.members.values.sorted { $0.memberId < $1.memberId }.map {
+                GroupSnapshot.Member(memberId: $0.memberId, groupInstanceId: $0.instanceId, clientId: $0.clientId, partitions: $0.owned.sorted().map(\.description))
+            },
+            timestamp: clock(), groupType: "consumer")
     }
 
     // MARK: Join
@@ -61,6 +109,9 @@ public actor GroupCoordinator {
             throw BrokerError(.invalidSessionTimeout, "session timeout \(request.sessionTimeoutMs) ms is outside \(config.minSessionTimeoutMs)...\(config.maxSessionTimeoutMs) ms")
         }
         guard !request.protocols.isEmpty else { throw BrokerError(.inconsistentGroupProtocol, "a member must offer at least one protocol") }
+        if let cg = consumerGroups[request.groupId] {
+            throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' has \(cg.members.count) consumer-protocol (KIP-848) member\(cg.members.count == 1 ? "" : "s"); a classic member cannot join it until they leave")
+        }
         var group = groups[request.groupId] ?? Group(id: request.groupId)
         if group.state == .dead { group = Group(id: request.groupId) }
         if !group.members.isEmpty {
@@ -75,7 +126,7 @@ public actor GroupCoordinator {
             }
         }
         group.protocolType = request.protocolType
-        let now = currentTimeMillis()
+        let now = clock()
 
         var memberId = request.memberId
         // Static membership: a known instance id takes over its old member id.
@@ -178,7 +229,7 @@ public actor GroupCoordinator {
     /// Completes the join phase when every member has rejoined (or the deadline passed).
     private func tryCompleteJoin(_ groupId: String, force: Bool = false) {
         guard var group = groups[groupId], group.state == .preparingRebalance else { return }
-        let now = currentTimeMillis()
+        let now = clock()
         let allJoined = group.members.values.allSatisfy { $0.pendingJoin != nil }
         if group.generation == 0 && config.initialRebalanceDelayMs > 0 && now < group.rebalanceDeadlineMs && !force { return }
         guard allJoined || force || now >= group.rebalanceDeadlineMs else { return }
@@ -286,7 +337,7 @@ public actor GroupCoordinator {
     public func heartbeat(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil) throws {
         guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
         try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
-        groups[groupId]!.members[memberId]!.lastHeartbeatMs = currentTimeMillis()
+        groups[groupId]!.members[memberId]!.lastHeartbeatMs = clock()
         if group.state == .preparingRebalance {
             throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing; rejoin")
         }
@@ -317,7 +368,7 @@ public actor GroupCoordinator {
     }
 
     private func finishMembershipChange(_ group: inout Group, reason: String) {
-        let now = currentTimeMillis()
+        let now = clock()
         if group.members.isEmpty {
             group.generation += 1
             group.state = .empty
@@ -335,15 +386,30 @@ public actor GroupCoordinator {
 
     /// Rebalances every group whose consumers subscribe to `topic` (its partition count changed).
     public func partitionsChanged(_ topic: TopicName) {
+        let counts = partitionCounts
+        for id in Array(consumerGroups.keys) where consumerGroups[id]!.members.values.contains(where: { $0.topics.contains(topic.rawValue) }) {
+            consumerGroups[id]!.partitionsChanged({ name in (try? TopicName(name)).flatMap(counts) }, now: clock())
+            persist(consumerGroups[id]!)
+        }
         for (id, group) in groups where group.protocolType == "consumer" && group.state != .empty {
             let subscribed = group.members.values.contains { m in
                 m.protocols.contains { p in (try? ConsumerSubscription.decode(p.metadata))?.topics.contains(topic.rawValue) ?? false }
             }
             if subscribed {
                 var g = group
-                prepareRebalance(&g, now: currentTimeMillis(), reason: "topic \(topic) has new partitions")
+                prepareRebalance(&g, now: clock(), reason: "topic \(topic) has new partitions")
                 groups[id] = g
             }
+        }
+    }
+
+    /// A commit from a consumer-protocol member: it must be a member, at its current epoch.
+    private func validateConsumer(_ group: ConsumerGroupState, memberId: String, epoch: Int32) throws {
+        guard let m = group.members[memberId] else {
+            throw BrokerError(.unknownMemberId, "consumer group '\(group.groupId)' has no member '\(memberId)'")
+        }
+        guard epoch == m.epoch else {
+            throw BrokerError(.staleMemberEpoch, "member \(memberId) of consumer group '\(group.groupId)' committed at epoch \(epoch), its epoch is \(m.epoch)")
         }
     }
 
@@ -364,7 +430,7 @@ public actor GroupCoordinator {
     /// Expires members whose session ran out and finishes overdue rebalances. Called by the
     /// broker's maintenance loop.
     func tick() async {
-        let now = currentTimeMillis()
+        let now = clock()
         for id in Array(groups.keys) {
             guard var group = groups[id] else { continue }
             var expired: [String] = []
@@ -380,6 +446,15 @@ public actor GroupCoordinator {
                 tryCompleteJoin(id, force: true)
             }
         }
+        for id in Array(consumerGroups.keys) {
+            let counts = partitionCounts
+            let gone = consumerGroups[id]!.expire(now: now, sessionTimeoutMs: config.consumerSessionTimeoutMs, partitions: { name in (try? TopicName(name)).flatMap(counts) })
+            for (m, why) in gone { logger.info("member \(m.memberId) removed from consumer group \(id): \(why)") }
+            if !gone.isEmpty {
+                persist(consumerGroups[id]!)
+                if consumerGroups[id]!.members.isEmpty { consumerGroups.removeValue(forKey: id) }
+            }
+        }
         await expireOffsets(now: now)
         await flushSnapshots()
     }
@@ -387,6 +462,7 @@ public actor GroupCoordinator {
     private func expireOffsets(now: Int64) async {
         for group in offsets.groupsIdle(since: now - config.offsetsRetentionMs) {
             if let g = groups[group], !g.members.isEmpty { continue }
+            if consumerGroups[group] != nil { continue }
             do {
                 try await offsets.delete(group)
                 groups.removeValue(forKey: group)
@@ -404,6 +480,11 @@ public actor GroupCoordinator {
     /// (generation -1, as manual-assignment consumers use).
     public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets committed: [TopicPartition: CommittedOffset]) async throws {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        if let cg = consumerGroups[groupId], generation >= 0 || !memberId.isEmpty {
+            try validateConsumer(cg, memberId: memberId, epoch: generation)
+            try await offsets.commit(groupId, committed)
+            return
+        }
         if try checkCommitter(groupId, memberId: memberId, instance: groupInstanceId, generation: generation)?.state == .completingRebalance {
             throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is completing a rebalance; commit after it")
         }
@@ -430,6 +511,7 @@ public actor GroupCoordinator {
     /// generation (a producer outside the group) nothing is checked.
     public func checkTransactionalCommit(groupId: String, memberId: String, groupInstanceId: String?, generation: Int32) throws {
         guard generation >= 0 || !memberId.isEmpty else { return }
+        if let cg = consumerGroups[groupId] { return try validateConsumer(cg, memberId: memberId, epoch: generation) }
         _ = try checkCommitter(groupId, memberId: memberId, instance: groupInstanceId, generation: generation)
     }
 
@@ -478,7 +560,13 @@ public actor GroupCoordinator {
         var out: [String: (String, GroupState, String)] = [:]
         for id in offsets.groupIds() { out[id] = (id, .empty, offsets.snapshot(id)?.protocolType ?? "consumer") }
         for (id, g) in groups { out[id] = (id, g.state, g.protocolType) }
+        for id in consumerGroups.keys { out.removeValue(forKey: id) }
         return out.values.sorted { $0.0 < $1.0 }.map { (groupId: $0.0, state: $0.1, protocolType: $0.2) }
+    }
+
+    /// Consumer-protocol groups with members: id and state (ConsumerGroupDescribe's names).
+    public func listConsumerGroups() -> [(groupId: String, state: String)] {
+        consumerGroups.values.sorted { $0.groupId < $1.groupId }.map { ($0.groupId, $0.state) }
     }
 
     /// Deletes an empty group and its offsets.
@@ -502,7 +590,7 @@ public actor GroupCoordinator {
     }
 
     /// True when the group has live members in this process.
-    public func hasMembers(_ groupId: String) -> Bool { !(groups[groupId]?.members.isEmpty ?? true) }
+    public func hasMembers(_ groupId: String) -> Bool { !(groups[groupId]?.members.isEmpty ?? true) || consumerGroups[groupId] != nil }
 
     private func persist(_ group: Group) {
         let snapshot = GroupSnapshot(
@@ -513,7 +601,7 @@ public actor GroupCoordinator {
                 let parts = (try? ConsumerAssignment.decode(m.assignment).partitions.map(\.description)) ?? []
                 return GroupSnapshot.Member(memberId: id, groupInstanceId: m.groupInstanceId, clientId: m.clientId, partitions: parts)
             },
-            timestamp: currentTimeMillis())
+            timestamp: clock())
         dirtySnapshots[group.id] = snapshot
     }
 

@@ -84,5 +84,10 @@ public struct GroupConfig: Sendable {
     public var initialRebalanceDelayMs: Int64 = 0
     /// Offsets of a group with no members expire after this long without commits.
     public var offsetsRetentionMs: Int64 = 7 * 86_400_000
+    /// Consumer-protocol (KIP-848) members heartbeat this often (Kafka's
+    /// group.consumer.heartbeat.interval.ms) and leave after this long without one
+    /// (group.consumer.session.timeout.ms).
+    public var consumerHeartbeatIntervalMs: Int64 = 5_000
+    public var consumerSessionTimeoutMs: Int64 = 45_000
     public init() {}
 }

@@ -38,6 +38,8 @@ public struct GroupSnapshot: Sendable, Hashable, Codable {
     public var leader: String?
     public var members: [Member]
     public var timestamp: Int64
+    /// "consumer" for groups on the consumer protocol (KIP-848); nil (classic) otherwise.
+    public var groupType: String? = nil
 }
 
 final class OffsetStore: Sendable {
