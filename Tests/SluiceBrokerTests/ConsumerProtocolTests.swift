@@ -148,9 +148,13 @@ import Testing
         let tp = TopicPartition(topic, 0)
         try await t.broker.groups.commit(groupId: "g", generation: epoch, memberId: "m1", offsets: [tp: CommittedOffset(offset: 5)])
         #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 5)
+        // An epoch the member never had is refused; the one before its current is accepted for
+        // partitions it still owns (the commit crossed the answer that moved it on).
         await #expect(throws: BrokerError.self) {
-            try await t.broker.groups.commit(groupId: "g", generation: epoch - 1, memberId: "m1", offsets: [tp: CommittedOffset(offset: 6)])
+            try await t.broker.groups.commit(groupId: "g", generation: epoch + 1, memberId: "m1", offsets: [tp: CommittedOffset(offset: 6)])
         }
+        try await t.broker.groups.commit(groupId: "g", generation: epoch - 1, memberId: "m1", offsets: [tp: CommittedOffset(offset: 6)])
+        #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 6)
         await #expect(throws: BrokerError.self) {
             try await t.broker.groups.commit(groupId: "g", generation: epoch, memberId: "stranger", offsets: [tp: CommittedOffset(offset: 6)])
         }
@@ -161,6 +165,63 @@ import Testing
         _ = try await t.broker.groups.consumerHeartbeat(groupId: "g", memberId: "m1", epoch: -1, instanceId: nil, rackId: nil, rebalanceTimeoutMs: -1,
                                                         topics: nil, serverAssignor: nil, owned: nil, clientId: "c", clientHost: "h")
         #expect(await t.broker.groups.consumerGroup("g") == nil)
-        #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 5, "offsets outlive the members")
+        #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 6, "offsets outlive the members")
+    }
+}
+
+/// Group timers on a clock the test moves: no session timeouts are waited out.
+@Suite(.serialized) struct GroupTimersOnAManualClock {
+    private func open(_ clock: ManualClock) async throws -> (EmbeddedBroker, String) {
+        let dir = NSTemporaryDirectory() + "sluice-clock-\(UUID().uuidString)"
+        var config = BrokerConfig()
+        config.clock = clock.function
+        config.tickIntervalMs = 3_600_000  // the test ticks by hand
+        config.groups.consumerSessionTimeoutMs = 45_000
+        return (try await EmbeddedBroker.open(path: dir, config: config), dir)
+    }
+
+    @Test func aClassicMemberExpiresExactlyAfterItsSessionTimeout() async throws {
+        let clock = ManualClock()
+        let (broker, dir) = try await open(clock)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let joined = try await broker.groups.join(JoinGroupRequest(groupId: "g", sessionTimeoutMs: 10_000, protocols: [GroupProtocol(name: "range", metadata: [])]))
+        _ = try await broker.groups.sync(groupId: "g", generation: joined.generation, memberId: joined.memberId, assignments: [joined.memberId: [1, 2]])
+        clock.advance(10_000)
+        await broker.groups.tick()
+        try await broker.groups.heartbeat(groupId: "g", generation: joined.generation, memberId: joined.memberId)
+        clock.advance(10_001)
+        await broker.groups.tick()
+        await #expect(throws: BrokerError.self) {
+            try await broker.groups.heartbeat(groupId: "g", generation: joined.generation, memberId: joined.memberId)
+        }
+        #expect(await broker.groups.describe(groupId: "g")?.state == .empty)
+        await broker.close()
+    }
+
+    @Test func aConsumerProtocolMemberExpiresAndItsPartitionsGoToTheOther() async throws {
+        let clock = ManualClock()
+        let (broker, dir) = try await open(clock)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try broker.createTopic("orders", partitions: 4)
+        func beat(_ id: String, _ epoch: Int32, owned: [TopicPartition]? = nil) async throws -> ConsumerHeartbeatResult {
+            try await broker.groups.consumerHeartbeat(groupId: "g", memberId: id, epoch: epoch, instanceId: nil, rackId: nil, rebalanceTimeoutMs: 60_000,
+                                                      topics: epoch == 0 ? ["orders"] : nil, serverAssignor: nil, owned: owned, clientId: "c", clientHost: "h").result
+        }
+        let a = try await beat("a", 0)
+        #expect(a.assignment?.count == 4)
+        let b = try await beat("b", 0)
+        let a2 = try await beat("a", a.memberEpoch, owned: a.assignment)
+        let a3 = try await beat("a", a2.memberEpoch, owned: a2.assignment)
+        let b2 = try await beat("b", b.memberEpoch, owned: [])
+        #expect(a3.assignment?.count == 2 && b2.assignment?.count == 2)
+        // b goes silent; a keeps beating.
+        clock.advance(30_000)
+        _ = try await beat("a", a3.memberEpoch)
+        clock.advance(15_001)
+        await broker.groups.tick()
+        #expect(await broker.groups.consumerGroup("g")?.members.keys.sorted() == ["a"])
+        let a4 = try await beat("a", a3.memberEpoch, owned: a3.assignment)
+        #expect(a4.assignment?.count == 4)
+        await broker.close()
     }
 }

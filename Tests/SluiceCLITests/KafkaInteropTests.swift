@@ -150,7 +150,7 @@ import Testing
         let python = try PythonClients.newest.python()
         let port = HTTPSourceTests.freePort()
         let server = try launchServe(port: port, ["--group-heartbeat-interval", "300ms"])
-        let r = try sh("timeout 120 \(python) \(PipelineCLITests.repo)/scripts/interop/consumer_protocol_check.py --bootstrap 127.0.0.1:\(port) rebalance | grep -v '^%'")
+        let r = try sh("timeout -s KILL 120 \(python) \(PipelineCLITests.repo)/scripts/interop/consumer_protocol_check.py --bootstrap 127.0.0.1:\(port) rebalance | grep -v '^%'")
         print(r.output)
         #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(3000))")
         for line in ["OK rebalance: three consumer-protocol members own two partitions each", "the other two took its partitions and revoked none of their own",

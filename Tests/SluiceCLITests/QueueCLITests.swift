@@ -140,7 +140,7 @@ import Testing
         defer { server.kill9() }
         let deadline = Date().addingTimeInterval(20)
         while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
-        let r = try Sluice.run(["-c", "timeout 240 \(python) \(PipelineCLITests.repo)/scripts/interop/share_check.py --bootstrap 127.0.0.1:\(port) all 2>&1 | grep -v '^%'"], binary: "/bin/sh")
+        let r = try Sluice.run(["-c", "timeout -s KILL 240 \(python) \(PipelineCLITests.repo)/scripts/interop/share_check.py --bootstrap 127.0.0.1:\(port) all 2>&1 | grep -v '^%'"], binary: "/bin/sh")
         let status = r.status, output = r.stdout
         print(output)
         #expect(status == 0, "\(output)\n\(server.stderrText.suffix(2000))")

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -36,6 +36,7 @@ class Member:
         self.owned = set()
         self.revoked = []
         self.values = []
+        self.refused = []
         self.lock = threading.Lock()
         self.stop = False
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
@@ -64,7 +65,13 @@ class Member:
             if m is not None and m.error() is None:
                 with self.lock:
                     self.values.append(m.value().decode())
-                self.c.commit(message=m, asynchronous=False)
+                try:
+                    self.c.commit(message=m, asynchronous=False)
+                except KafkaException as e:
+                    # A commit can be refused while the member's epoch moves on (or after its
+                    # partition moved away); the next commit, or the new owner, covers it.
+                    with self.lock:
+                        self.refused.append(str(e))
 
     def close(self):
         self.stop = True

@@ -1,42 +1,19 @@
-// GroupCoordinator: Kafka's classic group protocol for every group of the broker — members,
-// generations, the Empty → PreparingRebalance → CompletingRebalance → Stable cycle, session
-// timeouts, static membership, fencing of stale commits — plus committed offsets. The
-// coordinator treats protocol metadata as bytes, so in-process consumers and Kafka wire
-// clients share groups. An actor: group changes are low-rate coordination.
+// GroupCoordinator: every consumer group of the broker — classic-protocol groups
+// (ClassicGroup: members, generations, the Empty → PreparingRebalance → CompletingRebalance →
+// Stable cycle, session timeouts, static membership) and consumer-protocol groups
+// (ConsumerGroupState, KIP-848) — plus committed offsets and the fencing of stale commits. The
+// group rules are pure values that take `now` and return actions; this actor holds the joins
+// and syncs that wait, carries the actions out and reads time from the injected clock. It
+// treats protocol metadata as bytes, so in-process consumers and Kafka wire clients share
+// groups. An actor: group changes are low-rate coordination.
 import Logging
 import SluiceLog
 
 public actor GroupCoordinator {
-    struct Member {
-        var memberId: String
-        var groupInstanceId: String?
-        var clientId: String
-        var sessionTimeoutMs: Int32
-        var rebalanceTimeoutMs: Int32
-        var protocols: [GroupProtocol]
-        var lastHeartbeatMs: Int64
-        var assignment: [UInt8] = []
-        var pendingJoin: CheckedContinuation<JoinGroupResponse, any Error>?
-        var pendingSync: CheckedContinuation<[UInt8], any Error>?
-        /// Joined in the current rebalance round.
-        var joinedThisRound = false
-    }
-
-    struct Group {
-        var id: String
-        var state: GroupState = .empty
-        var generation: Int32 = 0
-        var protocolType: String = ""
-        var protocolName: String?
-        var leader: String?
-        var members: [String: Member] = [:]
-        var joinOrder: [String] = []
-        var staticMembers: [String: String] = [:]  // instance id -> member id
-        var rebalanceDeadlineMs: Int64 = 0
-        var emptySinceMs: Int64 = 0
-    }
-
-    private var groups: [String: Group] = [:]
+    private var groups: [String: ClassicGroup] = [:]
+    /// Joins and syncs waiting for their rebalance, by group and member.
+    private var pendingJoins: [String: [String: CheckedContinuation<JoinGroupResponse, any Error>]] = [:]
+    private var pendingSyncs: [String: [String: CheckedContinuation<[UInt8], any Error>]] = [:]
     private let offsets: OffsetStore
     private let config: GroupConfig
     private let logger: Logger
@@ -112,83 +89,60 @@ public actor GroupCoordinator {
         if let cg = consumerGroups[request.groupId] {
             throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' has \(cg.members.count) consumer-protocol (KIP-848) member\(cg.members.count == 1 ? "" : "s"); a classic member cannot join it until they leave")
         }
-        var group = groups[request.groupId] ?? Group(id: request.groupId)
-        if group.state == .dead { group = Group(id: request.groupId) }
-        if !group.members.isEmpty {
-            if group.protocolType != request.protocolType {
-                throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' uses protocol type '\(group.protocolType)', not '\(request.protocolType)'")
-            }
-            let common = Set(group.members.values.flatMap { m in m.protocols.map(\.name) })
-            let offered = Set(request.protocols.map(\.name))
-            let shared = group.members.values.reduce(offered) { acc, m in acc.intersection(m.protocols.map(\.name)) }
-            if shared.isEmpty && !(group.members.count == 1 && group.members[request.memberId] != nil) {
-                throw BrokerError(.inconsistentGroupProtocol, "member offers \(offered.sorted()) but group '\(request.groupId)' uses \(common.sorted())")
-            }
-        }
-        group.protocolType = request.protocolType
+        let groupId = request.groupId
         let now = clock()
-
-        var memberId = request.memberId
-        // Static membership: a known instance id takes over its old member id.
-        if let instance = request.groupInstanceId, let old = group.staticMembers[instance], old != memberId {
-            // A join with an older member id of the instance comes from a process that was
-            // replaced: it is fenced (only a join without a member id takes over).
-            if !memberId.isEmpty {
-                throw BrokerError(.fencedInstanceId, "instance '\(instance)' of group '\(request.groupId)' is now member \(old); \(memberId) is fenced")
-            }
-            let newId = memberId.isEmpty ? newMemberId(request.clientId, instance) : memberId
-            if var m = group.members.removeValue(forKey: old) {
-                m.pendingJoin?.resume(throwing: BrokerError(.fencedInstanceId, "instance '\(instance)' rejoined as another member"))
-                m.pendingSync?.resume(throwing: BrokerError(.fencedInstanceId, "instance '\(instance)' rejoined as another member"))
-                m.pendingJoin = nil
-                m.pendingSync = nil
-                m.memberId = newId
-                m.protocols = request.protocols
-                m.lastHeartbeatMs = now
-                m.sessionTimeoutMs = request.sessionTimeoutMs
-                m.rebalanceTimeoutMs = request.rebalanceTimeoutMs
-                group.members[newId] = m
-                group.joinOrder = group.joinOrder.map { $0 == old ? newId : $0 }
-                group.staticMembers[instance] = newId
-                if group.leader == old { group.leader = newId }
-                if group.state == .stable {
-                    // Same protocols: no rebalance; the member resyncs to get its assignment.
-                    groups[group.id] = group
-                    logger.info("static member \(instance) of \(group.id) rejoined as \(newId) without a rebalance")
-                    return JoinGroupResponse(generation: group.generation, protocolName: group.protocolName, protocolType: group.protocolType, leader: group.leader ?? newId, memberId: newId, members: newId == group.leader ? members(of: group) : [])
+        var group = groups[groupId] ?? ClassicGroup(id: groupId, now: now)
+        if group.state == .dead { group = ClassicGroup(id: groupId, now: now) }
+        var actions: [ClassicGroupAction] = []
+        let outcome = try group.join(request, config: config, now: now, newMemberId: { self.newMemberId($0, $1) }, actions: &actions)
+        groups[groupId] = group
+        switch outcome {
+        case .answered(let response):
+            apply(groupId, actions)
+            return response
+        case .waiting(let memberId):
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    // Stored before the actions run: they may answer this very join.
+                    let older = pendingJoins[groupId, default: [:]].updateValue(continuation, forKey: memberId)
+                    older?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
+                    apply(groupId, actions.filter { if case .failJoin(let m, _) = $0, m == memberId { return false }; return true })
                 }
-                memberId = newId
+            } onCancel: {
+                Task { await self.abandonWaits(groupId: groupId, memberId: memberId) }
             }
         }
-        if memberId.isEmpty || group.members[memberId] == nil {
-            if !memberId.isEmpty && request.groupInstanceId == nil {
-                throw BrokerError(.unknownMemberId, "member '\(memberId)' is not in group '\(request.groupId)' (it was removed; rejoin without a member id)")
+    }
+
+    /// Carries out what a change to a classic group asks for.
+    private func apply(_ groupId: String, _ actions: [ClassicGroupAction]) {
+        for action in actions {
+            // Each continuation or callback is taken out first and called after: nothing runs
+            // while a dictionary of this actor is being changed.
+            switch action {
+            case .completeJoin(let m, let response):
+                let c = pendingJoins[groupId]?.removeValue(forKey: m)
+                c?.resume(returning: response)
+            case .failJoin(let m, let error):
+                let c = pendingJoins[groupId]?.removeValue(forKey: m)
+                c?.resume(throwing: error)
+            case .completeSync(let m, let assignment):
+                let c = pendingSyncs[groupId]?.removeValue(forKey: m)
+                c?.resume(returning: assignment)
+            case .failSync(let m, let error):
+                let c = pendingSyncs[groupId]?.removeValue(forKey: m)
+                c?.resume(throwing: error)
+            case .rebalancing(let m):
+                let w = watchers[groupId]?[m]
+                w?()
+            case .removed(let m):
+                let w = watchers[groupId]?.removeValue(forKey: m)
+                w?()
+            case .persist:
+                if let g = groups[groupId] { persist(g) }
+            case .log(let line):
+                logger.info("\(line)")
             }
-            if memberId.isEmpty { memberId = newMemberId(request.clientId, request.groupInstanceId) }
-            group.members[memberId] = Member(memberId: memberId, groupInstanceId: request.groupInstanceId, clientId: request.clientId, sessionTimeoutMs: request.sessionTimeoutMs, rebalanceTimeoutMs: request.rebalanceTimeoutMs, protocols: request.protocols, lastHeartbeatMs: now)
-            group.joinOrder.append(memberId)
-            if let instance = request.groupInstanceId { group.staticMembers[instance] = memberId }
-            logger.debug("member \(memberId) joins \(group.id)")
-        } else {
-            group.members[memberId]!.protocols = request.protocols
-            group.members[memberId]!.lastHeartbeatMs = now
-            group.members[memberId]!.sessionTimeoutMs = request.sessionTimeoutMs
-            group.members[memberId]!.rebalanceTimeoutMs = request.rebalanceTimeoutMs
-        }
-        if group.state != .preparingRebalance { prepareRebalance(&group, now: now, reason: "member \(memberId) joined") }
-        group.members[memberId]!.joinedThisRound = true
-        let id = memberId
-        groups[group.id] = group
-        let groupId = group.id
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                // A member re-joining while an older join is pending: the older one gets an error.
-                groups[groupId]!.members[id]!.pendingJoin?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
-                groups[groupId]!.members[id]!.pendingJoin = continuation
-                tryCompleteJoin(groupId)
-            }
-        } onCancel: {
-            Task { await self.abandonWaits(groupId: groupId, memberId: id) }
         }
     }
 
@@ -196,11 +150,11 @@ public actor GroupCoordinator {
     /// down) ends with CancellationError; the member stays until the rebalance or its session
     /// times out, as when a Kafka client goes away mid-join.
     private func abandonWaits(groupId: String, memberId: String) {
-        guard let m = groups[groupId]?.members[memberId] else { return }
-        m.pendingJoin?.resume(throwing: CancellationError())
-        m.pendingSync?.resume(throwing: CancellationError())
-        groups[groupId]!.members[memberId]!.pendingJoin = nil
-        groups[groupId]!.members[memberId]!.pendingSync = nil
+        let join = pendingJoins[groupId]?.removeValue(forKey: memberId)
+        let sync = pendingSyncs[groupId]?.removeValue(forKey: memberId)
+        join?.resume(throwing: CancellationError())
+        sync?.resume(throwing: CancellationError())
+        groups[groupId]?.abandon(memberId)
     }
 
     private func newMemberId(_ clientId: String, _ instance: String?) -> String {
@@ -209,116 +163,27 @@ public actor GroupCoordinator {
         return "\(instance ?? clientId)-\(memberCounter)-\(uuid)"
     }
 
-    private func prepareRebalance(_ group: inout Group, now: Int64, reason: String) {
-        let wasEmpty = group.state == .empty || group.members.values.allSatisfy { $0.assignment.isEmpty } && group.generation == 0
-        // Members waiting in sync must rejoin.
-        for id in group.members.keys {
-            if let s = group.members[id]!.pendingSync {
-                s.resume(throwing: BrokerError(.rebalanceInProgress, "group \(group.id) is rebalancing: \(reason)"))
-                group.members[id]!.pendingSync = nil
-            }
-            group.members[id]!.joinedThisRound = false
-        }
-        group.state = .preparingRebalance
-        for (_, notify) in watchers[group.id] ?? [:] { notify() }
-        let timeout = Int64(group.members.values.map(\.rebalanceTimeoutMs).max() ?? 30_000)
-        group.rebalanceDeadlineMs = now + (wasEmpty ? min(timeout, config.initialRebalanceDelayMs) : timeout)
-        logger.info("group \(group.id) is rebalancing (generation \(group.generation)): \(reason)")
-    }
-
-    /// Completes the join phase when every member has rejoined (or the deadline passed).
-    private func tryCompleteJoin(_ groupId: String, force: Bool = false) {
-        guard var group = groups[groupId], group.state == .preparingRebalance else { return }
-        let now = clock()
-        let allJoined = group.members.values.allSatisfy { $0.pendingJoin != nil }
-        if group.generation == 0 && config.initialRebalanceDelayMs > 0 && now < group.rebalanceDeadlineMs && !force { return }
-        guard allJoined || force || now >= group.rebalanceDeadlineMs else { return }
-        // Members that did not rejoin in time are out.
-        for (id, m) in group.members where m.pendingJoin == nil {
-            removeMember(&group, id, reason: "did not rejoin within the rebalance timeout")
-        }
-        group.generation += 1
-        if group.members.isEmpty {
-            group.state = .empty
-            group.protocolName = nil
-            group.leader = nil
-            group.emptySinceMs = now
-            groups[groupId] = group
-            persist(group)
-            return
-        }
-        group.protocolName = selectProtocol(group)
-        if group.leader == nil || group.members[group.leader!] == nil {
-            group.leader = group.joinOrder.first { group.members[$0] != nil }
-        }
-        group.state = .completingRebalance
-        let all = members(of: group)
-        for id in group.members.keys {
-            let response = JoinGroupResponse(generation: group.generation, protocolName: group.protocolName, protocolType: group.protocolType, leader: group.leader!, memberId: id, members: id == group.leader ? all : [])
-            group.members[id]!.pendingJoin?.resume(returning: response)
-            group.members[id]!.pendingJoin = nil
-            group.members[id]!.lastHeartbeatMs = now
-        }
-        groups[groupId] = group
-        logger.info("group \(groupId) generation \(group.generation): \(group.members.count) members, protocol \(group.protocolName ?? "-"), leader \(group.leader!)")
-    }
-
-    private func members(of group: Group) -> [JoinedMember] {
-        group.joinOrder.compactMap { id in
-            guard let m = group.members[id] else { return nil }
-            let metadata = m.protocols.first { $0.name == group.protocolName }?.metadata ?? []
-            return JoinedMember(memberId: id, groupInstanceId: m.groupInstanceId, metadata: metadata)
-        }
-    }
-
-    /// Kafka's vote: each member votes for its most preferred protocol that all members support.
-    private func selectProtocol(_ group: Group) -> String? {
-        let members = group.members.values
-        guard let first = members.first else { return nil }
-        let candidates = members.reduce(Set(first.protocols.map(\.name))) { $0.intersection($1.protocols.map(\.name)) }
-        var votes: [String: Int] = [:]
-        for m in members {
-            if let choice = m.protocols.first(where: { candidates.contains($0.name) }) { votes[choice.name, default: 0] += 1 }
-        }
-        let order = first.protocols.map(\.name)
-        return votes.max { a, b in a.value != b.value ? a.value < b.value : (order.firstIndex(of: a.key) ?? 0) > (order.firstIndex(of: b.key) ?? 0) }?.key
-    }
-
     // MARK: Sync
 
     /// The member's assignment for `generation`. The leader's call carries everyone's.
     public func sync(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil, assignments: [String: [UInt8]] = [:]) async throws -> [UInt8] {
         guard var group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
-        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
-        switch group.state {
-        case .preparingRebalance:
-            throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing; rejoin")
-        case .stable:
-            return group.members[memberId]!.assignment
-        case .completingRebalance:
-            if memberId == group.leader {
-                for id in group.members.keys { group.members[id]!.assignment = assignments[id] ?? [] }
-                group.state = .stable
-                for id in group.members.keys {
-                    if let s = group.members[id]!.pendingSync {
-                        s.resume(returning: group.members[id]!.assignment)
-                        group.members[id]!.pendingSync = nil
-                    }
-                }
-                groups[groupId] = group
-                persist(group)
-                logger.info("group \(groupId) is stable at generation \(generation)")
-                return group.members[memberId]!.assignment
-            }
+        var actions: [ClassicGroupAction] = []
+        let outcome = try group.sync(memberId: memberId, generation: generation, groupInstanceId: groupInstanceId, assignments: assignments, actions: &actions)
+        groups[groupId] = group
+        switch outcome {
+        case .answered(let assignment):
+            apply(groupId, actions)
+            return assignment
+        case .waiting:
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { continuation in
-                    groups[groupId]!.members[memberId]!.pendingSync = continuation
+                    pendingSyncs[groupId, default: [:]][memberId] = continuation
+                    apply(groupId, actions)
                 }
             } onCancel: {
                 Task { await self.abandonWaits(groupId: groupId, memberId: memberId) }
             }
-        case .empty, .dead:
-            throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'")
         }
     }
 
@@ -335,53 +200,19 @@ public actor GroupCoordinator {
     // MARK: Heartbeat, leave
 
     public func heartbeat(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil) throws {
-        guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
-        try validate(group, memberId: memberId, instance: groupInstanceId, generation: generation)
-        groups[groupId]!.members[memberId]!.lastHeartbeatMs = clock()
-        if group.state == .preparingRebalance {
-            throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing; rejoin")
-        }
+        guard groups[groupId] != nil else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
+        try groups[groupId]!.heartbeat(memberId: memberId, generation: generation, groupInstanceId: groupInstanceId, now: clock())
     }
 
     /// Removes a member (by member id, or by static instance id); false when the group has no
     /// such member.
     @discardableResult
     public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) -> Bool {
-        guard var group = groups[groupId] else { return false }
-        var id = memberId
-        if let instance = groupInstanceId, let mapped = group.staticMembers[instance] { id = mapped }
-        guard group.members[id] != nil else { return false }
-        removeMember(&group, id, reason: "left the group")
-        finishMembershipChange(&group, reason: "member \(id) left")
-        return true
-    }
-
-    private func removeMember(_ group: inout Group, _ id: String, reason: String) {
-        guard let m = group.members.removeValue(forKey: id) else { return }
-        watchers[group.id]?.removeValue(forKey: id)?()
-        m.pendingJoin?.resume(throwing: BrokerError(.unknownMemberId, "member \(id) was removed from \(group.id): \(reason)"))
-        m.pendingSync?.resume(throwing: BrokerError(.unknownMemberId, "member \(id) was removed from \(group.id): \(reason)"))
-        group.joinOrder.removeAll { $0 == id }
-        if let instance = m.groupInstanceId, group.staticMembers[instance] == id { group.staticMembers.removeValue(forKey: instance) }
-        if group.leader == id { group.leader = nil }
-        logger.info("member \(id) removed from \(group.id): \(reason)")
-    }
-
-    private func finishMembershipChange(_ group: inout Group, reason: String) {
-        let now = clock()
-        if group.members.isEmpty {
-            group.generation += 1
-            group.state = .empty
-            group.protocolName = nil
-            group.leader = nil
-            group.emptySinceMs = now
-            groups[group.id] = group
-            persist(group)
-            return
-        }
-        if group.state != .preparingRebalance { prepareRebalance(&group, now: now, reason: reason) }
-        groups[group.id] = group
-        tryCompleteJoin(group.id)
+        guard groups[groupId] != nil else { return false }
+        var actions: [ClassicGroupAction] = []
+        let left = groups[groupId]!.leave(memberId: memberId, groupInstanceId: groupInstanceId, now: clock(), config: config, actions: &actions)
+        apply(groupId, actions)
+        return left
     }
 
     /// Rebalances every group whose consumers subscribe to `topic` (its partition count changed).
@@ -391,37 +222,23 @@ public actor GroupCoordinator {
             consumerGroups[id]!.partitionsChanged({ name in (try? TopicName(name)).flatMap(counts) }, now: clock())
             persist(consumerGroups[id]!)
         }
-        for (id, group) in groups where group.protocolType == "consumer" && group.state != .empty {
-            let subscribed = group.members.values.contains { m in
-                m.protocols.contains { p in (try? ConsumerSubscription.decode(p.metadata))?.topics.contains(topic.rawValue) ?? false }
-            }
-            if subscribed {
-                var g = group
-                prepareRebalance(&g, now: clock(), reason: "topic \(topic) has new partitions")
-                groups[id] = g
-            }
+        for id in Array(groups.keys) {
+            var actions: [ClassicGroupAction] = []
+            groups[id]!.partitionsChanged(topic, now: clock(), config: config, actions: &actions)
+            apply(id, actions)
         }
     }
 
-    /// A commit from a consumer-protocol member: it must be a member, at its current epoch.
-    private func validateConsumer(_ group: ConsumerGroupState, memberId: String, epoch: Int32) throws {
+    /// A commit from a consumer-protocol member: it must be a member, at its current epoch, or
+    /// at the one before for partitions it still owns (its commit crossed the heartbeat answer
+    /// that moved it on).
+    private func validateConsumer(_ group: ConsumerGroupState, memberId: String, epoch: Int32, partitions: [TopicPartition] = []) throws {
         guard let m = group.members[memberId] else {
             throw BrokerError(.unknownMemberId, "consumer group '\(group.groupId)' has no member '\(memberId)'")
         }
-        guard epoch == m.epoch else {
+        let owned = Set(m.owned)
+        guard epoch == m.epoch || (epoch == m.previousEpoch && !partitions.isEmpty && partitions.allSatisfy { owned.contains($0) }) else {
             throw BrokerError(.staleMemberEpoch, "member \(memberId) of consumer group '\(group.groupId)' committed at epoch \(epoch), its epoch is \(m.epoch)")
-        }
-    }
-
-    private func validate(_ group: Group, memberId: String, instance: String?, generation: Int32) throws {
-        if let instance, let current = group.staticMembers[instance], current != memberId {
-            throw BrokerError(.fencedInstanceId, "instance '\(instance)' of group '\(group.id)' is now member \(current); \(memberId) is fenced")
-        }
-        guard group.members[memberId] != nil else {
-            throw BrokerError(.unknownMemberId, "group '\(group.id)' has no member '\(memberId)'")
-        }
-        guard generation == group.generation else {
-            throw BrokerError(.illegalGeneration, "member \(memberId) is at generation \(generation) but group '\(group.id)' is at \(group.generation)")
         }
     }
 
@@ -429,22 +246,12 @@ public actor GroupCoordinator {
 
     /// Expires members whose session ran out and finishes overdue rebalances. Called by the
     /// broker's maintenance loop.
-    func tick() async {
+    public func tick() async {
         let now = clock()
         for id in Array(groups.keys) {
-            guard var group = groups[id] else { continue }
-            var expired: [String] = []
-            for (mid, m) in group.members where m.pendingJoin == nil && now - m.lastHeartbeatMs > Int64(m.sessionTimeoutMs) {
-                expired.append(mid)
-            }
-            if !expired.isEmpty {
-                for mid in expired { removeMember(&group, mid, reason: "its session timed out") }
-                finishMembershipChange(&group, reason: "session timeout of \(expired.joined(separator: ", "))")
-                continue
-            }
-            if group.state == .preparingRebalance && now >= group.rebalanceDeadlineMs {
-                tryCompleteJoin(id, force: true)
-            }
+            var actions: [ClassicGroupAction] = []
+            groups[id]!.tick(now: now, config: config, actions: &actions)
+            apply(id, actions)
         }
         for id in Array(consumerGroups.keys) {
             let counts = partitionCounts
@@ -481,7 +288,7 @@ public actor GroupCoordinator {
     public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets committed: [TopicPartition: CommittedOffset]) async throws {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
         if let cg = consumerGroups[groupId], generation >= 0 || !memberId.isEmpty {
-            try validateConsumer(cg, memberId: memberId, epoch: generation)
+            try validateConsumer(cg, memberId: memberId, epoch: generation, partitions: Array(committed.keys))
             try await offsets.commit(groupId, committed)
             return
         }
@@ -494,9 +301,9 @@ public actor GroupCoordinator {
     /// Who may commit to a group: to a group with members, only a current member at the
     /// current generation (the group is returned); to a group without members, only a
     /// committer naming no member (generation -1).
-    private func checkCommitter(_ groupId: String, memberId: String, instance: String?, generation: Int32) throws -> Group? {
+    private func checkCommitter(_ groupId: String, memberId: String, instance: String?, generation: Int32) throws -> ClassicGroup? {
         if let group = groups[groupId], !group.members.isEmpty {
-            try validate(group, memberId: memberId, instance: instance, generation: generation)
+            try group.validate(memberId: memberId, instance: instance, generation: generation)
             return group
         }
         if generation >= 0 || !memberId.isEmpty {
@@ -530,7 +337,7 @@ public actor GroupCoordinator {
     /// lanes make before processing); with `partition`, that it is assigned that partition.
     public func checkOwnership(groupId: String, memberId: String, generation: Int32, partition: TopicPartition? = nil) throws {
         guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
-        try validate(group, memberId: memberId, instance: nil, generation: generation)
+        try group.validate(memberId: memberId, instance: nil, generation: generation)
         guard group.state == .stable else { throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing") }
         if let partition, group.protocolType == "consumer" {
             let assigned = (try? ConsumerAssignment.decode(group.members[memberId]!.assignment).partitions) ?? []
@@ -592,7 +399,7 @@ public actor GroupCoordinator {
     /// True when the group has live members in this process.
     public func hasMembers(_ groupId: String) -> Bool { !(groups[groupId]?.members.isEmpty ?? true) || consumerGroups[groupId] != nil }
 
-    private func persist(_ group: Group) {
+    private func persist(_ group: ClassicGroup) {
         let snapshot = GroupSnapshot(
             groupId: group.id, state: group.state.rawValue, generation: group.generation, protocolType: group.protocolType,
             protocolName: group.protocolName, leader: group.leader,
