@@ -155,6 +155,29 @@ public final class EmbeddedBroker: Sendable {
         }
     }
 
+    /// Waits until share group `groupId` could acquire records of `tps` (new records were
+    /// appended, or some were released or their locks ran out) or `deadline` passes. True when
+    /// it can acquire something (the share consumer's and ShareFetch's long poll).
+    @discardableResult
+    public func waitForShareRecords(_ groupId: String, _ tps: [TopicPartition], until deadline: ContinuousClock.Instant) async -> Bool {
+        let wake = AppendNotifier()
+        let ticket = wake.ticket()
+        var listeners: [(PartitionHandle, UInt64)] = []
+        for tp in tps {
+            guard let h = try? partition(tp) else { continue }
+            listeners.append((h, h.log.addAppendListener { _ in wake.signal() }))
+        }
+        let token = await shares.addWaiter { wake.signal() }
+        var ready = await shares.canAcquire(groupId: groupId, tps)
+        if !ready {
+            await wake.wait(ticket, until: deadline)
+            ready = await shares.canAcquire(groupId: groupId, tps)
+        }
+        await shares.removeWaiter(token)
+        for (h, t) in listeners { h.log.removeAppendListener(t) }
+        return ready
+    }
+
     // MARK: Offsets
 
     /// Committed offsets of a group and the lag of each partition (high watermark − committed).

@@ -56,11 +56,7 @@ extension KafkaRequestHandler {
             response.memberEpoch = result.memberEpoch
             response.heartbeatIntervalMs = interval
             if let assignment = result.assignment {
-                var byTopic: [(String, [Int32])] = []
-                for tp in assignment {
-                    if let i = byTopic.firstIndex(where: { $0.0 == tp.topic.rawValue }) { byTopic[i].1.append(tp.partition) } else { byTopic.append((tp.topic.rawValue, [tp.partition])) }
-                }
-                response.assignment = .init(topicPartitions: byTopic.map { .init(topicId: topicId($0.0), partitions: $0.1) })
+                response.assignment = .init(topicPartitions: Self.byTopic(assignment).map { .init(topicId: topicId($0.0), partitions: $0.1) })
             }
         } catch {
             response.errorCode = Self.code(error)
@@ -211,7 +207,7 @@ extension KafkaRequestHandler {
             if epoch == -1 { await broker.shares.releaseSession(groupId: group, memberId: member) }
             let waitMs = min(request.maxWaitMs, Self.maxFetchWaitMs)
             if !acquired.contains(where: { !$0.ranges.isEmpty }) && waitMs > 0 && !fetchList.isEmpty {
-                if await waitForShareRecords(group, fetchList, until: .now + .milliseconds(Int64(waitMs))) {
+                if await broker.waitForShareRecords(group, fetchList, until: .now + .milliseconds(Int64(waitMs))) {
                     acquired = try await broker.shares.fetch(groupId: group, memberId: member, fetch: fetchList, maxRecords: maxRecords).acquired
                 }
             }
@@ -320,27 +316,6 @@ extension KafkaRequestHandler {
             pos += size
         }
         return ((start ?? end)..<end, lastOffset)
-    }
-
-    /// Waits until the group could acquire records of `tps` (new records, or released ones),
-    /// or `deadline`. True when woken before it.
-    private func waitForShareRecords(_ group: String, _ tps: [TopicPartition], until deadline: ContinuousClock.Instant) async -> Bool {
-        let wake = AppendNotifier()
-        let ticket = wake.ticket()
-        var listeners: [(PartitionHandle, UInt64)] = []
-        for tp in tps {
-            guard let h = try? broker.partition(tp) else { continue }
-            listeners.append((h, h.log.addAppendListener { _ in wake.signal() }))
-        }
-        let token = await broker.shares.addWaiter { wake.signal() }
-        var ready = await broker.shares.canAcquire(groupId: group, tps)
-        if !ready {
-            await wake.wait(ticket, until: deadline)
-            ready = await broker.shares.canAcquire(groupId: group, tps)
-        }
-        await broker.shares.removeWaiter(token)
-        for (h, t) in listeners { h.log.removeAppendListener(t) }
-        return ready
     }
 
     // MARK: ShareAcknowledge

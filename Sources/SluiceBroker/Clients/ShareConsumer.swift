@@ -248,7 +248,7 @@ public final class ShareConsumer: Sendable {
             }
             if let e = acquired.first(where: { $0.error != nil })?.error { throw e }
             if ContinuousClock.now >= deadline { return emptyBatch() }
-            await waitForRecords(assigned, until: min(deadline, .now + .milliseconds(Int64(state.withLock { $0.intervalMs }))))
+            await broker.waitForShareRecords(config.groupId, assigned, until: min(deadline, .now + .milliseconds(Int64(state.withLock { $0.intervalMs }))))
         }
     }
 
@@ -287,23 +287,6 @@ public final class ShareConsumer: Sendable {
         }
         let id = state.withLock { s -> UInt64 in s.nextBatch += 1; return s.nextBatch }
         return ShareBatch(id: id, parts: parts, count: base, gaps: gaps)
-    }
-
-    /// Waits until a partition gets new records or the group releases some, or `deadline`.
-    private func waitForRecords(_ tps: [TopicPartition], until deadline: ContinuousClock.Instant) async {
-        let wake = AppendNotifier()
-        let ticket = wake.ticket()
-        var listeners: [(PartitionHandle, UInt64)] = []
-        for tp in tps {
-            guard let h = try? broker.partition(tp) else { continue }
-            listeners.append((h, h.log.addAppendListener { _ in wake.signal() }))
-        }
-        let token = await broker.shares.addWaiter { wake.signal() }
-        if await !broker.shares.canAcquire(groupId: config.groupId, tps) {
-            await wake.wait(ticket, until: deadline)
-        }
-        await broker.shares.removeWaiter(token)
-        for (h, t) in listeners { h.log.removeAppendListener(t) }
     }
 
     /// Sends `acks` for the batch they were made from and waits until they are durable.
