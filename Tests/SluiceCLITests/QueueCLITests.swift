@@ -8,20 +8,6 @@ import Testing
     let scratch = Scratch()
     var data: String { scratch.path + "/data" }
 
-    private func jobs(_ n: Int, poisonEvery: Int) -> (lines: String, good: Set<Int>, poison: Set<Int>) {
-        var lines = "", good = Set<Int>(), poison = Set<Int>()
-        for i in 1...n {
-            if i % poisonEvery == 0 {
-                lines += "{\"id\":\(i),\"amount\":\"bad\"}\n"
-                poison.insert(i)
-            } else {
-                lines += "{\"id\":\(i),\"amount\":\(i)}\n"
-                good.insert(i)
-            }
-        }
-        return (lines, good, poison)
-    }
-
     private func ids(_ lines: [String]) throws -> [Int] {
         try lines.map { l in
             let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
@@ -29,13 +15,74 @@ import Testing
         }
     }
 
-    @Test func aQueuePipelineKilledTenTimesSettlesEveryRecordOnceAndDeadLettersOnlyThePoison() throws {
-        let (lines, good, poison) = jobs(20_000, poisonEvery: 499)
+    /// A real HTTP server (Python's, threaded) standing in for a webhook that fails on
+    /// purpose: 400 for any request holding a "bad" job (the record's fault), 503 for any
+    /// holding a "flaky" one (a fault that might pass), 200 otherwise, appending the bodies
+    /// it accepted to `ledger`.
+    private func startWebhook(ledger: String) throws -> (Process, Int) {
+        let port = HTTPSourceTests.freePort()
+        let script = scratch.path + "/webhook.py"
+        try """
+        import http.server, sys, threading
+        lock = threading.Lock()
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                code = 400 if b'"bad"' in body else 503 if b'"flaky"' in body else 200
+                if code == 200:
+                    with lock, open(sys.argv[2], "ab") as f: f.write(body)
+                self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+        http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        try "".write(toFile: ledger, atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", script, String(port), ledger]
+        try server.run()
+        var up = false
+        for _ in 0..<100 where !up {
+            up = (try? HTTPSourceTests.post("http://127.0.0.1:\(port)/ping", "{}").0) == 200
+            if !up { usleep(50_000) }
+        }
+        if !up { kill(server.processIdentifier, SIGKILL) }
+        try #require(up, "the test webhook did not start")
+        try "".write(toFile: ledger, atomically: true, encoding: .utf8)
+        return (server, port)
+    }
+
+    @Test func aQueuePipelineWithAFailingSinkKilledTenTimesSettlesEveryRecordAndDeadLettersOnlyThePoison() throws {
+        // 20,000 jobs; every 499th is poison, alternately "bad" (refused: dead-lettered at
+        // once) and "flaky" (503: released, dead-lettered on its third delivery).
+        var lines = "", good = Set<Int>(), bad = Set<Int>(), flaky = Set<Int>()
+        for i in 1...20_000 {
+            let kind = i % 499 != 0 ? "ok" : (i / 499) % 2 == 0 ? "bad" : "flaky"
+            switch kind {
+            case "bad": bad.insert(i)
+            case "flaky": flaky.insert(i)
+            default: good.insert(i)
+            }
+            lines += "{\"id\":\(i),\"kind\":\"\(kind)\"}\n"
+        }
+        let ledger = scratch.path + "/ledger.jsonl"
+        let (server, port) = try startWebhook(ledger: ledger)
+        // SIGKILL: a child may inherit an ignored SIGTERM from the test process.
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
         var r = try Sluice.run(["topic", "create", "jobs", "--partitions", "1"], data: data)
         #expect(r.status == 0, "\(r.stderr)")
         r = try Sluice.run(["produce", "jobs"], data: data, stdin: lines)
         #expect(r.status == 0, "\(r.stderr)")
-        let pipeline = PipelineCLITests.repo + "/pipelines/jobs.yaml"
+        let pipeline = scratch.path + "/webhook-jobs.yaml"
+        try """
+        name: webhook-jobs
+        topics:
+          jobs: { partitions: 1 }
+          jobs.dead: { partitions: 1 }
+        sources:
+          jobs: { type: queue, topic: jobs, instances: 4, max_deliveries: 3, dead_letter: jobs.dead, lock: 30s }
+        sinks:
+          hook: { type: http, inputs: [jobs], url: "http://127.0.0.1:\(port)/jobs", format: lines, max_retries: 0, backoff: 1ms }
+        """.write(toFile: pipeline, atomically: true, encoding: .utf8)
         var kills = 0
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<10 {
@@ -49,34 +96,42 @@ import Testing
         r = try Sluice.run(["run", pipeline, "--drain"], data: data)
         #expect(r.status == 0, "\(r.stderr)")
         // Every record of the queue is settled: the group's start offset is the log's end.
-        let d = try Sluice.run(["queue", "describe", "jobs"], data: data)
+        let d = try Sluice.run(["queue", "describe", "webhook-jobs"], data: data)
         let row = d.stdoutLines.first { $0.hasPrefix("jobs ") }?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
         #expect(row.count >= 9 && row[2] == "20000" && row[4] == "0" && row[8] == "0", "\(d.stdout)")
-        // The good records are priced (duplicates allowed: at-least-once), none lost; the
-        // poison ones are dead letters with the error, and only they.
-        let priced = try ids(try Sluice.run(["consume", "priced"], data: data).stdoutLines)
-        #expect(Set(priced) == good, "missing: \(good.subtracting(priced).sorted().prefix(10)), extra: \(Set(priced).subtracting(good).sorted().prefix(10))")
+        // The webhook took every good job (duplicates allowed: at-least-once), none lost, and
+        // never a poison one.
+        let taken = try ids(try String(contentsOfFile: ledger, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(Set(taken) == good, "missing: \(good.subtracting(taken).sorted().prefix(10)), extra: \(Set(taken).subtracting(good).sorted().prefix(10))")
+        // The poison jobs are dead letters with why, and only they.
         let dead = try Sluice.run(["consume", "jobs.dead", "--format", "json"], data: data)
         var deadIds = Set<Int>()
-        var rejected = 0
+        var refusedAtOnce = 0, rejectedOnTheLast = 0
         for l in dead.stdoutLines {
             let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
-            let value = try JSONSerialization.jsonObject(with: Data((o["value"] as! String).utf8)) as! [String: Any]
-            deadIds.insert(value["id"] as! Int)
+            let id = try ids([o["value"] as! String])[0]
+            deadIds.insert(id)
             let headers = o["headers"] as! [String: String]
-            // Rejected with the error by the worker on its last delivery, or, when a worker was
-            // killed during that delivery, archived at the limit by the restarted broker.
+            let count = Int(headers["sluice.dlq.delivery.count"] ?? "") ?? 0
+            // Rejected by a worker, or, when a worker was killed during the last delivery,
+            // archived at the limit by the restarted broker.
             if headers["sluice.dlq.reason"] == "rejected" {
-                #expect(headers["sluice.dlq.error"]?.contains("cannot multiply string and number") == true, "\(headers)")
-                rejected += 1
+                if bad.contains(id) {
+                    #expect(headers["sluice.dlq.error"]?.contains("HTTP 400") == true, "\(headers)")
+                    if count == 1 { refusedAtOnce += 1 }
+                } else {
+                    #expect(headers["sluice.dlq.error"]?.contains("HTTP 503") == true, "\(headers)")
+                    #expect(count == 3, "\(headers)")
+                    rejectedOnTheLast += 1
+                }
             } else {
                 #expect(headers["sluice.dlq.reason"] == "delivery-limit", "\(headers)")
+                #expect(count == 3, "\(headers)")
             }
-            #expect(headers["sluice.dlq.delivery.count"] == "3")
         }
-        #expect(deadIds == poison)
-        #expect(rejected > 0)
-        print("queue crash test: \(kills) kills, \(priced.count) priced (\(good.count) distinct jobs), \(dead.stdoutLines.count) dead letters")
+        #expect(deadIds == bad.union(flaky), "missing: \(bad.union(flaky).subtracting(deadIds).sorted()), extra: \(deadIds.subtracting(bad.union(flaky)).sorted())")
+        #expect(refusedAtOnce > 0 && rejectedOnTheLast > 0, "\(refusedAtOnce) refused at once, \(rejectedOnTheLast) rejected on the last delivery")
+        print("queue crash test: \(kills) kills, \(taken.count) taken by the webhook (\(good.count) distinct jobs), \(dead.stdoutLines.count) dead letters (\(refusedAtOnce) refused on the first delivery, \(rejectedOnTheLast) rejected on the third)")
     }
 
     @Test func queueCommandsConfigureConsumeAndDescribe() throws {

@@ -36,12 +36,12 @@ public enum BuiltInComponents {
                 isolation: config.string("isolation") == "read_uncommitted" ? .readUncommitted : .readCommitted,
                 maxBatchRecords: Int(config.int("batch_records") ?? 1000)))
         },
-        ComponentSpec(kind: .source, type: "queue", summary: "Reads a topic as a queue: a share group (Kafka's KIP-932) whose members each take records under a lock and acknowledge them one by one. Workers may outnumber partitions and order is not kept; a record is accepted once every sink downstream has it, released for another delivery when processing fails, and dead-lettered after max_deliveries.", fields: [
+        ComponentSpec(kind: .source, type: "queue", summary: "Reads a topic as a queue: a share group (Kafka's KIP-932) whose members each take records under a lock and acknowledge them one by one. Workers may outnumber partitions and order is not kept; a record is accepted once every sink downstream has it. A record that fails through its own fault (a transform's per-record error, a sink's refusal, with no .errors output wired) is rejected at once; one that fails in a way that may pass (a sink that is down) is released for another delivery and rejected on its last. Rejected records go to dead_letter.", fields: [
             FieldSpec("topic", .topic, required: true, "The topic to read."),
             FieldSpec("group", .string, "Share group; defaults to the pipeline's name. Other processes (and Kafka share consumers) in the same group share its records."),
             FieldSpec("lock", .duration, default: "30s", "How long a worker holds records before they go to another."),
-            FieldSpec("max_deliveries", .int, default: "5", "Deliveries before a record is archived (and dead-lettered)."),
-            FieldSpec("dead_letter", .topic, "Topic for records that failed on their last delivery, with headers saying why (sluice.dlq.reason, .error, .delivery.count, .topic, .partition, .offset)."),
+            FieldSpec("max_deliveries", .int, default: "5", "Deliveries before a record that keeps failing is rejected (and dead-lettered)."),
+            FieldSpec("dead_letter", .topic, "Topic for rejected records and those past max_deliveries, with headers saying why (sluice.dlq.reason, .error, .delivery.count, .topic, .partition, .offset)."),
             FieldSpec("start", .choice(["earliest", "latest"]), default: "earliest", "Where a partition the group has not read yet starts."),
             FieldSpec("instances", .int, default: "1", "Workers in this process."),
             batchField,
@@ -198,7 +198,7 @@ public enum BuiltInComponents {
             FieldSpec("url", .string, required: true, "Where to POST, e.g. http://127.0.0.1:9000/ingest."),
             FieldSpec("format", .choice(["json", "lines"]), default: "json", "`json`: a JSON array of the values (values that are not JSON become strings); `lines`: the values, one per line."),
             FieldSpec("batch_records", .int, default: "500", "Most records per request."),
-            FieldSpec("max_retries", .int, default: "8", "Retries of a request after 5xx or connection failures before the pipeline stops."),
+            FieldSpec("max_retries", .int, default: "8", "Retries of a request after 5xx or connection failures before the pipeline stops (under a queue source: before the records are released for another delivery)."),
             FieldSpec("backoff", .duration, default: "100ms", "First wait between retries; it doubles each time (at most 30s)."),
             FieldSpec("timeout", .duration, default: "10s", "Timeout of one request."),
         ]) { config, _ in

@@ -101,7 +101,7 @@ package struct Graph: Sendable {
                         let why = out.errors.header(0, "sluice.error") ?? "error"
                         let lane = out.errors.lane(0), offset = out.errors.slots[0].offset
                         let at = lane.topic.map { "\($0)/\(lane.partition) offset \(offset)" } ?? "record \(offset)"
-                        throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(node.id)' failed on \(at): \(why); wire '\(node.id).errors' to a sink to keep such records")
+                        throw PipelineRunError(pipeline: pipeline.name, message: "transform '\(node.id)' failed on \(at): \(why); wire '\(node.id).errors' to a sink to keep such records", retryable: false)
                     }
                     buffers[errorsRef] = out.errors
                 }
@@ -115,7 +115,7 @@ package struct Graph: Sendable {
                             let errorsRef = InputRef(component: node.id, output: "errors")
                             guard wired.contains(errorsRef) else {
                                 let why = refused.header(0, "sluice.error") ?? "refused"
-                                throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(node.id)' refused \(refused.count) record\(refused.count == 1 ? "" : "s"): \(why); wire '\(node.id).errors' to a sink to keep such records")
+                                throw PipelineRunError(pipeline: pipeline.name, message: "sink '\(node.id)' refused \(refused.count) record\(refused.count == 1 ? "" : "s"): \(why); wire '\(node.id).errors' to a sink to keep such records", retryable: false)
                             }
                             buffers[errorsRef] = refused
                         }

@@ -17,14 +17,21 @@ public struct RunOptions: Sendable {
     }
 }
 
-/// A component failed in a way that stops the pipeline.
+/// A component failed in a way that stops the pipeline (or, under a queue source, fails the
+/// records for this delivery).
 public struct PipelineRunError: Error, Sendable, CustomStringConvertible {
     public var pipeline: String
     public var message: String
+    /// False when the records themselves are at fault and another delivery would fail the
+    /// same way: a transform's per-record error or a sink's refusal with no `.errors` output
+    /// wired. True for failures of the component or what it talks to (a sink that cannot be
+    /// reached, a plugin that died), which may pass.
+    public var retryable: Bool
     public var description: String { "pipeline '\(pipeline)': \(message)" }
-    public init(pipeline: String, message: String) {
+    public init(pipeline: String, message: String, retryable: Bool = true) {
         self.pipeline = pipeline
         self.message = message
+        self.retryable = retryable
     }
 }
 

@@ -1,10 +1,11 @@
 // The queue driver: a queue source's workers, each a member of the source's share group. A
 // worker polls records, sends them through the graph as batches and then settles them: once
-// every sink has flushed what it accepted, the records are accepted; when processing fails
-// they are released, and a record that fails alone on its last allowed delivery is rejected
-// with the error (dead-lettered where the source names a topic). Batches shrink as delivery
-// counts rise (the share group hands a record on its last delivery out alone), so one poison
-// record ends in the dead-letter topic and the records around it are processed.
+// every sink has flushed what it accepted, the records are accepted. A failing batch is
+// halved until the failing records are found; such a record is rejected at once (and
+// dead-lettered where the source names a topic) when the fault is its own, and released for
+// another delivery when the fault may pass (then rejected on its last allowed delivery, which
+// the share group hands out alone). So one poison record ends in the dead-letter topic and
+// the records around it are processed.
 import Logging
 import SluiceBroker
 import SluiceComponents
@@ -56,7 +57,7 @@ struct QueueDriver: Sendable {
                     if drain, try await caughtUp(topic) { break }
                     continue
                 }
-                var items: [(TopicPartition, RecordBatch)] = []
+                var items: [Item] = []
                 for part in batch.parts {
                     for range in part.ranges {
                         for data in range.data {
@@ -86,52 +87,92 @@ struct QueueDriver: Sendable {
         await consumer.close()
     }
 
-    /// Sends `items` through the graph. When that fails the records are halved and tried
-    /// again, down to single records, so the ones that fail are found within this delivery;
-    /// a failing record is released, or rejected with the error on its last allowed delivery.
-    private func settle(_ items: [(TopicPartition, RecordBatch)], batch: ShareBatch, acks: inout ShareAcknowledgements, accepted: inout [(TopicPartition, Int64)]) async throws {
-        let graph = source.graph
+    typealias Item = (TopicPartition, RecordBatch)
+
+    /// Sends `items` through the graph and settles their records. A failure is narrowed down
+    /// by halving, within this delivery:
+    /// - a record that fails alone is rejected at once when the fault is the record's own (a
+    ///   transform's per-record error, a sink's refusal: another delivery would fail alike);
+    ///   otherwise it is released, and rejected with the error on its last allowed delivery;
+    /// - when both halves fail for reasons that may pass, the fault is not in particular
+    ///   records (a sink that is down, say): all of them are released for another delivery
+    ///   at once instead of being tried one by one.
+    private func settle(_ items: [Item], batch: ShareBatch, acks: inout ShareAcknowledgements, accepted: inout [(TopicPartition, Int64)], failure known: (any Error)? = nil) async throws {
+        let error: any Error
+        if let known {
+            error = known
+        } else {
+            guard let e = try await attempt(items, acks: &acks, accepted: &accepted) else { return }
+            error = e
+        }
+        let total = items.reduce(0) { $0 + $1.1.count }
+        if total <= 1 {
+            guard let (tp, b) = items.first(where: { !$0.1.isEmpty }), let slot = b.slots.first else { return }
+            settleFailed(tp, slot.offset, error, batch: batch, acks: &acks)
+            return
+        }
+        let (first, second) = Self.halves(items)
+        let e1 = try await attempt(first, acks: &acks, accepted: &accepted)
+        let e2 = try await attempt(second, acks: &acks, accepted: &accepted)
+        if let e1, let e2, Self.retryable(e1), Self.retryable(e2), first.reduce(0, { $0 + $1.1.count }) > 1, second.reduce(0, { $0 + $1.1.count }) > 1 {
+            source.logger.warning("queue \(settings.group): \(total) records failed in both halves of their batch, so the fault is not theirs; they are released for another delivery: \(e1)")
+            return
+        }
+        if let e1 { try await settle(first, batch: batch, acks: &acks, accepted: &accepted, failure: e1) }
+        if let e2 { try await settle(second, batch: batch, acks: &acks, accepted: &accepted, failure: e2) }
+    }
+
+    /// Sends `items` through the graph; on success their records are accepted (once the sinks
+    /// flush), on failure the error is returned and they stay released.
+    private func attempt(_ items: [Item], acks: inout ShareAcknowledgements, accepted: inout [(TopicPartition, Int64)]) async throws -> (any Error)? {
         do {
-            for (tp, b) in items { try await graph.process(b, from: source.id, context: LaneContext(lane: SourceLane(tp))) }
-            for (tp, b) in items {
-                for slot in b.slots {
-                    acks.set(tp, slot.offset, .accept)
-                    accepted.append((tp, slot.offset))
-                }
-            }
+            for (tp, b) in items { try await source.graph.process(b, from: source.id, context: LaneContext(lane: SourceLane(tp))) }
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            let total = items.reduce(0) { $0 + $1.1.count }
-            if total <= 1 {
-                guard let (tp, b) = items.first(where: { !$0.1.isEmpty }), let slot = b.slots.first else { return }
-                let count = Int(batch.deliveryCount(tp, slot.offset) ?? 1)
-                if count >= settings.maxDeliveries {
-                    acks.set(tp, slot.offset, .reject, error: "\(error)")
-                    source.logger.warning("queue \(settings.group): \(tp)@\(slot.offset) failed on its last delivery (\(count)) and is rejected\(settings.deadLetter.map { " to \($0)" } ?? ""): \(error)")
-                } else {
-                    acks.set(tp, slot.offset, .release)
-                    source.logger.info("queue \(settings.group): \(tp)@\(slot.offset) failed on delivery \(count) of \(settings.maxDeliveries) and is released: \(error)")
-                }
-                return
-            }
-            // Halve: whole items while there are several, else the one item's records.
-            var first: [(TopicPartition, RecordBatch)] = [], second: [(TopicPartition, RecordBatch)] = []
-            if items.count > 1 {
-                first = Array(items[..<(items.count / 2)])
-                second = Array(items[(items.count / 2)...])
-            } else {
-                let (tp, b) = items[0]
-                let half = b.slots.count / 2
-                var a = b.emptied(reservingCapacity: half), c = b.emptied(reservingCapacity: b.slots.count - half)
-                a.slots.append(contentsOf: b.slots[..<half])
-                c.slots.append(contentsOf: b.slots[half...])
-                first = [(tp, a)]
-                second = [(tp, c)]
-            }
-            try await settle(first, batch: batch, acks: &acks, accepted: &accepted)
-            try await settle(second, batch: batch, acks: &acks, accepted: &accepted)
+            return error
         }
+        for (tp, b) in items {
+            for slot in b.slots {
+                acks.set(tp, slot.offset, .accept)
+                accepted.append((tp, slot.offset))
+            }
+        }
+        return nil
+    }
+
+    /// One record failed alone: rejected when the fault is its own or this was its last
+    /// allowed delivery, released otherwise.
+    private func settleFailed(_ tp: TopicPartition, _ offset: Int64, _ error: any Error, batch: ShareBatch, acks: inout ShareAcknowledgements) {
+        let count = Int(batch.deliveryCount(tp, offset) ?? 1)
+        let to = settings.deadLetter.map { " to \($0)" } ?? ""
+        if !Self.retryable(error) {
+            acks.set(tp, offset, .reject, error: "\(error)")
+            source.logger.warning("queue \(settings.group): \(tp)@\(offset) failed in a way another delivery would repeat and is rejected\(to): \(error)")
+        } else if count >= settings.maxDeliveries {
+            acks.set(tp, offset, .reject, error: "\(error)")
+            source.logger.warning("queue \(settings.group): \(tp)@\(offset) failed on its last delivery (\(count)) and is rejected\(to): \(error)")
+        } else {
+            acks.set(tp, offset, .release)
+            source.logger.info("queue \(settings.group): \(tp)@\(offset) failed on delivery \(count) of \(settings.maxDeliveries) and is released: \(error)")
+        }
+    }
+
+    static func retryable(_ error: any Error) -> Bool {
+        (error as? PipelineRunError)?.retryable ?? true
+    }
+
+    /// Two halves: whole items while there are several, else the one item's records.
+    static func halves(_ items: [Item]) -> ([Item], [Item]) {
+        if items.count > 1 {
+            return (Array(items[..<(items.count / 2)]), Array(items[(items.count / 2)...]))
+        }
+        let (tp, b) = items[0]
+        let half = b.slots.count / 2
+        var a = b.emptied(reservingCapacity: half), c = b.emptied(reservingCapacity: b.slots.count - half)
+        a.slots.append(contentsOf: b.slots[..<half])
+        c.slots.append(contentsOf: b.slots[half...])
+        return ([(tp, a)], [(tp, c)])
     }
 
     /// Drained: the group has settled every record the topic has.
