@@ -85,6 +85,8 @@ let package = Package(
                 "SluiceComponents",
                 "SluiceRuntime",
                 "SluiceGateway",
+                "SluiceKafkaWire",
+                "SluiceBroker",
                 "SluiceLog",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -35,6 +35,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case shareGroupDescribe = 77
     case shareFetch = 78
     case shareAcknowledge = 79
+    case describeShareGroupOffsets = 90
 
     /// Versions accepted.
     public var versions: ClosedRange<Int16> {
@@ -70,6 +71,8 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .consumerGroupHeartbeat, .consumerGroupDescribe: 0...1
         // Kafka 4.2's versions (v0 was 4.0's early access, removed in 4.1); librdkafka 2.16 sends v1.
         case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 1...1
+        // v1 adds each partition's lag (KIP-1226).
+        case .describeShareGroupOffsets: 0...1
         }
     }
 
@@ -105,7 +108,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .deleteGroups: 2
         case .incrementalAlterConfigs: 1
         case .consumerGroupHeartbeat, .consumerGroupDescribe: 0
-        case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge: 0
+        case .shareGroupHeartbeat, .shareGroupDescribe, .shareFetch, .shareAcknowledge, .describeShareGroupOffsets: 0
         }
     }
 
@@ -126,6 +129,7 @@ public enum KafkaErrorCode {
     public static let recordListTooLarge: Int16 = 18
     public static let invalidRequiredAcks: Int16 = 21
     public static let unknownMemberId: Int16 = 25
+    public static let fencedMemberEpoch: Int16 = 110
     public static let topicAlreadyExists: Int16 = 36
     public static let invalidPartitions: Int16 = 37
     public static let unsupportedVersion: Int16 = 35
@@ -188,6 +192,7 @@ extension ApiKey {
         case .shareGroupDescribe: try ShareGroupDescribeRequest(from: &r, version: version)
         case .shareFetch: try ShareFetchRequest(from: &r, version: version)
         case .shareAcknowledge: try ShareAcknowledgeRequest(from: &r, version: version)
+        case .describeShareGroupOffsets: try DescribeShareGroupOffsetsRequest(from: &r, version: version)
         }
     }
 }

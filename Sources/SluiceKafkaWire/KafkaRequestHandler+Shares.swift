@@ -85,6 +85,44 @@ extension KafkaRequestHandler {
         return Self.encoded(response, answering: r, v)
     }
 
+    // MARK: DescribeShareGroupOffsets
+
+    /// Each share-partition's start offset and lag: the records from the start offset to the
+    /// log's end not yet acknowledged or archived. Partitions the group has not read are
+    /// answered with start offset -1, as Kafka does.
+    func describeShareGroupOffsets(_ r: inout KafkaReader, _ v: Int16) async throws -> KafkaWriter {
+        let request = try DescribeShareGroupOffsetsRequest(from: &r, version: v)
+        var response = DescribeShareGroupOffsetsResponse()
+        for g in request.groups {
+            var group = DescribeShareGroupOffsetsResponse.Group(groupId: g.groupId)
+            guard let d = await broker.shares.describe(g.groupId) else {
+                group.errorCode = KafkaErrorCode.groupIdNotFound
+                group.errorMessage = "share group '\(g.groupId)' does not exist"
+                response.groups.append(group)
+                continue
+            }
+            let wanted: [(String, [Int32])] = g.topics.map { $0.map { ($0.topicName, $0.partitions) } }
+                ?? Self.byTopic(d.partitions.map(\.topicPartition))
+            for (topic, partitions) in wanted {
+                var t = DescribeShareGroupOffsetsResponse.Topic(topicName: topic, topicId: topicId(topic))
+                for p in partitions {
+                    var out = DescribeShareGroupOffsetsResponse.Partition(partitionIndex: p, startOffset: -1, leaderEpoch: 0, lag: -1)
+                    if let name = try? TopicName(topic), let s = d.partitions.first(where: { $0.topicPartition == TopicPartition(name, p) }) {
+                        out.startOffset = s.startOffset
+                        out.lag = max(0, s.logEndOffset - s.startOffset - Int64(s.acknowledged + s.archived))
+                    } else if (try? TopicName(topic)).map({ (try? broker.partitionCount($0)).map { p >= 0 && p < $0 } ?? false }) != true {
+                        out.errorCode = KafkaErrorCode.unknownTopicOrPartition
+                        out.errorMessage = "\(topic)/\(p) does not exist"
+                    }
+                    t.partitions.append(out)
+                }
+                group.topics.append(t)
+            }
+            response.groups.append(group)
+        }
+        return Self.encoded(response, answering: r, v)
+    }
+
     static func byTopic(_ tps: [TopicPartition]) -> [(String, [Int32])] {
         var out: [(String, [Int32])] = []
         for tp in tps {

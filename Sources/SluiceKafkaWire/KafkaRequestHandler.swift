@@ -200,6 +200,8 @@ public final class KafkaRequestHandler: Sendable {
                 body = try await shareFetch(&r, v, connection: &connection)
             case .shareAcknowledge:
                 body = try await shareAcknowledge(&r, v, connection: &connection)
+            case .describeShareGroupOffsets:
+                body = try await describeShareGroupOffsets(&r, v)
             }
             // Bytes after the last field are ignored, as Kafka's brokers ignore them: librdkafka
             // 2.x sends three in an all-topics Metadata v9+ request (a 4-byte placeholder where

@@ -59,6 +59,11 @@ public final class RdKafkaClient: BrokerClient, @unchecked Sendable {
         }
     }
 
+    /// Queue sources: Sluice's own share-group members over the wire (WireQueueBroker.swift).
+    public func runQueueSource(_ source: QueueSourceRun) async throws {
+        try await QueueDriver(source: source, broker: try WireQueueBroker(settings: settings, pipeline: source.pipelineName, source: source.id)).run()
+    }
+
     func consumer(for source: TopicSourceRun) throws -> RdConsumer {
         try RdConsumer(settings, group: source.settings.group, clientId: "\(source.pipelineName).\(source.id)@\(ProcessInfo.processInfo.hostName):\(getpid())",
                        earliest: source.settings.start != .latest, readCommitted: source.settings.isolation == .readCommitted || source.guarantee == .exactlyOnce,

@@ -17,21 +17,24 @@ import Testing
 
     /// A real HTTP server (Python's, threaded) standing in for a webhook that fails on
     /// purpose: 400 for any request holding a "bad" job (the record's fault), 503 for any
-    /// holding a "flaky" one (a fault that might pass), 200 otherwise, appending the bodies
-    /// it accepted to `ledger`.
-    private func startWebhook(ledger: String) throws -> (Process, Int) {
+    /// holding a "flaky" one (a fault that might pass), 200 otherwise, appending each line
+    /// of the bodies it accepted to `ledger` as `PATH<tab>LINE`. Each request takes
+    /// `delayMs` first.
+    private func startWebhook(ledger: String, delayMs: Int = 0) throws -> (Process, Int) {
         let port = HTTPSourceTests.freePort()
         let script = scratch.path + "/webhook.py"
         try """
-        import http.server, sys, threading
+        import http.server, sys, threading, time
         lock = threading.Lock()
         class H(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a): pass
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(\(delayMs) / 1000)
                 code = 400 if b'"bad"' in body else 503 if b'"flaky"' in body else 200
                 if code == 200:
-                    with lock, open(sys.argv[2], "ab") as f: f.write(body)
+                    lines = b"".join(self.path.encode() + b"\\t" + l + b"\\n" for l in body.splitlines() if l)
+                    with lock, open(sys.argv[2], "ab") as f: f.write(lines)
                 self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
         http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
         """.write(toFile: script, atomically: true, encoding: .utf8)
@@ -51,11 +54,19 @@ import Testing
         return (server, port)
     }
 
-    @Test func aQueuePipelineWithAFailingSinkKilledTenTimesSettlesEveryRecordAndDeadLettersOnlyThePoison() throws {
-        // 20,000 jobs; every 499th is poison, alternately "bad" (refused: dead-lettered at
-        // once) and "flaky" (503: released, dead-lettered on its third delivery).
+    /// The webhook's ledger: which path took which line.
+    private func ledgerLines(_ path: String) throws -> [(path: String, line: String)] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { l in
+            let parts = l.split(separator: "\t", maxSplits: 1).map(String.init)
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        }
+    }
+
+    /// `count` jobs, every 499th poison: alternately "bad" (the webhook refuses it) and
+    /// "flaky" (the webhook fails with 503 for it).
+    private func webhookJobs(_ count: Int) -> (lines: String, good: Set<Int>, bad: Set<Int>, flaky: Set<Int>) {
         var lines = "", good = Set<Int>(), bad = Set<Int>(), flaky = Set<Int>()
-        for i in 1...20_000 {
+        for i in 1...count {
             let kind = i % 499 != 0 ? "ok" : (i / 499) % 2 == 0 ? "bad" : "flaky"
             switch kind {
             case "bad": bad.insert(i)
@@ -64,6 +75,13 @@ import Testing
             }
             lines += "{\"id\":\(i),\"kind\":\"\(kind)\"}\n"
         }
+        return (lines, good, bad, flaky)
+    }
+
+    @Test func aQueuePipelineWithAFailingSinkKilledTenTimesSettlesEveryRecordAndDeadLettersOnlyThePoison() throws {
+        // 20,000 jobs; the "bad" ones are refused (dead-lettered at once), the "flaky" ones
+        // fail with 503 (released, dead-lettered on their third delivery).
+        let (lines, good, bad, flaky) = webhookJobs(20_000)
         let ledger = scratch.path + "/ledger.jsonl"
         let (server, port) = try startWebhook(ledger: ledger)
         // SIGKILL: a child may inherit an ignored SIGTERM from the test process.
@@ -101,7 +119,7 @@ import Testing
         #expect(row.count >= 9 && row[2] == "20000" && row[4] == "0" && row[8] == "0", "\(d.stdout)")
         // The webhook took every good job (duplicates allowed: at-least-once), none lost, and
         // never a poison one.
-        let taken = try ids(try String(contentsOfFile: ledger, encoding: .utf8).split(separator: "\n").map(String.init))
+        let taken = try ids(try ledgerLines(ledger).map(\.line))
         #expect(Set(taken) == good, "missing: \(good.subtracting(taken).sorted().prefix(10)), extra: \(Set(taken).subtracting(good).sorted().prefix(10))")
         // The poison jobs are dead letters with why, and only they.
         let dead = try Sluice.run(["consume", "jobs.dead", "--format", "json"], data: data)
@@ -132,6 +150,70 @@ import Testing
         #expect(deadIds == bad.union(flaky), "missing: \(bad.union(flaky).subtracting(deadIds).sorted()), extra: \(deadIds.subtracting(bad.union(flaky)).sorted())")
         #expect(refusedAtOnce > 0 && rejectedOnTheLast > 0, "\(refusedAtOnce) refused at once, \(rejectedOnTheLast) rejected on the last delivery")
         print("queue crash test: \(kills) kills, \(taken.count) taken by the webhook (\(good.count) distinct jobs), \(dead.stdoutLines.count) dead letters (\(refusedAtOnce) refused on the first delivery, \(rejectedOnTheLast) rejected on the third)")
+    }
+
+    @Test func threeSluiceRunProcessesShareOneQueueThroughServeAndOneIsKilled() throws {
+        // `sluice serve` holds the log; three `sluice run --broker kafka://…` processes, two
+        // workers each, share one queue of 2 partitions over the wire (six members: more
+        // than partitions). The third is SIGKILLed mid-run: its records come back as its
+        // connections drop, and the other two drain the queue.
+        let (lines, good, bad, flaky) = webhookJobs(12_000)
+        let ledger = scratch.path + "/shared-ledger.tsv"
+        let (webhook, hookPort) = try startWebhook(ledger: ledger, delayMs: 5)
+        defer { kill(webhook.processIdentifier, SIGKILL); webhook.waitUntilExit() }
+        let port = HTTPSourceTests.freePort()
+        let server = try LiveProcess(["serve", "--data", data, "--kafka", "127.0.0.1:\(port)"])
+        defer { server.kill9() }
+        let deadline = Date().addingTimeInterval(20)
+        while !server.stderrText.contains("Kafka listener on"), Date() < deadline { usleep(20_000) }
+        let broker = "kafka://127.0.0.1:\(port)"
+        var r = try Sluice.run(["topic", "create", "jobs", "--partitions", "2", "--broker", broker])
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try Sluice.run(["produce", "jobs", "--broker", broker], stdin: lines)
+        #expect(r.status == 0, "\(r.stderr)")
+        let pipeline = scratch.path + "/shared-jobs.yaml"
+        try """
+        name: shared-jobs
+        topics:
+          jobs: { partitions: 2 }
+          jobs.dead: { partitions: 1 }
+        sources:
+          jobs: { type: queue, topic: jobs, instances: 2, max_deliveries: 3, dead_letter: jobs.dead, lock: 30s, batch_records: 100 }
+        sinks:
+          hook: { type: http, inputs: [jobs], url: "http://127.0.0.1:\(hookPort)/${WORKER}", format: lines, max_retries: 0, backoff: 1ms }
+        """.write(toFile: pipeline, atomically: true, encoding: .utf8)
+        let victim = try LiveProcess(["run", pipeline, "--broker", broker], environment: ["WORKER": "victim"])
+        let a = try LiveProcess(["run", pipeline, "--broker", broker, "--drain"], environment: ["WORKER": "a"])
+        let b = try LiveProcess(["run", pipeline, "--broker", broker, "--drain"], environment: ["WORKER": "b"])
+        usleep(700_000)
+        victim.kill9()
+        #expect(a.wait(timeout: 90) == 0, "\(a.stderrText.suffix(3000))")
+        #expect(b.wait(timeout: 90) == 0, "\(b.stderrText.suffix(3000))")
+        #expect(!victim.stderrText.contains("error:"), "\(victim.stderrText.suffix(2000))")
+        // Settled: each partition's start offset is its end, nothing in flight.
+        let d = try Sluice.run(["queue", "describe", "shared-jobs"], data: data)
+        let rows = d.stdoutLines.filter { $0.hasPrefix("jobs ") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(rows.count == 2 && rows.allSatisfy { $0.count >= 9 && $0[2] == $0[3] && $0[4] == "0" } && rows.reduce(0) { $0 + (Int($1[3]) ?? 0) } == 12_000, "\(d.stdout)")
+        // Every good job reached the webhook, no poison one did, and every process took work.
+        let taken = try ledgerLines(ledger)
+        let ids = try self.ids(taken.map(\.line))
+        #expect(Set(ids) == good, "missing: \(good.subtracting(ids).sorted().prefix(10)), extra: \(Set(ids).subtracting(good).sorted().prefix(10))")
+        let byProcess = Dictionary(grouping: taken, by: \.path).mapValues(\.count)
+        #expect(Set(byProcess.keys) == ["/victim", "/a", "/b"], "\(byProcess)")
+        // The poison jobs are dead letters, and only they.
+        let dead = try Sluice.run(["consume", "jobs.dead", "--broker", broker, "--format", "json", "--max", "\(bad.count + flaky.count)"])
+        var deadIds = Set<Int>()
+        for l in dead.stdoutLines {
+            let o = try JSONSerialization.jsonObject(with: Data(l.utf8)) as! [String: Any]
+            let id = try self.ids([o["value"] as! String])[0]
+            deadIds.insert(id)
+            let headers = o["headers"] as! [String: String]
+            let count = Int(headers["sluice.dlq.delivery.count"] ?? "") ?? 0
+            #expect(headers["sluice.dlq.reason"] == "rejected" || headers["sluice.dlq.reason"] == "delivery-limit", "\(headers)")
+            if flaky.contains(id) { #expect(count == 3, "\(headers)") }
+        }
+        #expect(deadIds == bad.union(flaky), "missing: \(bad.union(flaky).subtracting(deadIds).sorted()), extra: \(deadIds.subtracting(bad.union(flaky)).sorted())")
+        print("shared queue: \(byProcess) lines taken, \(dead.stdoutLines.count) dead letters")
     }
 
     @Test func queueCommandsConfigureConsumeAndDescribe() throws {

@@ -78,11 +78,12 @@ final class LiveProcess: @unchecked Sendable {
     private let acked = AckCounter()
     private let reader: Thread
 
-    init(_ args: [String], executable: String = Sluice.binary) throws {
+    init(_ args: [String], executable: String = Sluice.binary, environment: [String: String] = [:]) throws {
         errorFile = NSTemporaryDirectory() + "sluice-live-\(UUID().uuidString).err"
         _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle(forWritingAtPath: errorFile)
@@ -133,6 +134,18 @@ final class LiveProcess: @unchecked Sendable {
     }
 
     var stderrText: String { (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "" }
+
+    /// Waits for the process to exit by itself; its status, or nil (and SIGKILL) after `timeout` seconds.
+    func wait(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill9()
+            return nil
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
 
     deinit { try? FileManager.default.removeItem(atPath: errorFile) }
 }

@@ -90,6 +90,7 @@ APIS = [
     ("ShareGroupDescribe", (1, 1), "k42"),
     ("ShareFetch", (1, 1), "k42"),
     ("ShareAcknowledge", (1, 1), "k42"),
+    ("DescribeShareGroupOffsets", (0, 1), "k42"),
     ("ConsumerGroupHeartbeat", (0, 1), "k42"),
     ("ConsumerGroupDescribe", (0, 1), "k42"),
     # Not served yet; generated over the JSON's whole range for future use.

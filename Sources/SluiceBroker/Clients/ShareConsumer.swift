@@ -45,10 +45,21 @@ public struct ShareBatch: Sendable {
         public let data: [FetchedData]
         /// Index of `acquired.first` in the batch's acknowledgement slots.
         let ackBase: Int
+
+        package init(acquired: AcquiredRange, data: [FetchedData], ackBase: Int) {
+            self.acquired = acquired
+            self.data = data
+            self.ackBase = ackBase
+        }
     }
     public struct Part: Sendable {
         public let topicPartition: TopicPartition
         public let ranges: [Range]
+
+        package init(topicPartition: TopicPartition, ranges: [Range]) {
+            self.topicPartition = topicPartition
+            self.ranges = ranges
+        }
     }
     public let id: UInt64
     public let parts: [Part]
@@ -57,7 +68,18 @@ public struct ShareBatch: Sendable {
     /// Acknowledgement slots of acquired offsets that hold no record (control records of
     /// transactions, or records the log no longer has).
     let gaps: [Int]
+    /// Slots of acquired offsets whose records did not arrive (a response cut short): they
+    /// are released, never settled unseen.
+    let unfetched: [Int]
     public var isEmpty: Bool { parts.isEmpty }
+
+    package init(id: UInt64, parts: [Part], count: Int, gaps: [Int], unfetched: [Int] = []) {
+        self.id = id
+        self.parts = parts
+        self.count = count
+        self.gaps = gaps
+        self.unfetched = unfetched
+    }
 
     /// Every acquired record, partition by partition, in offset order within a partition.
     public func forEach(_ body: (TopicPartition, ShareRecord) throws -> Void) throws {
@@ -97,11 +119,12 @@ public struct ShareAcknowledgements: Sendable {
     var types: [Int8]
     var errors: [Int: String] = [:]
 
-    init(batch: ShareBatch, fill: AcknowledgeType) {
+    package init(batch: ShareBatch, fill: AcknowledgeType) {
         batchId = batch.id
         parts = batch.parts.map { p in (p.topicPartition, p.ranges.map(\.acquired), p.ranges.first?.ackBase ?? 0) }
         types = [Int8](repeating: fill.rawValue, count: batch.count)
         for g in batch.gaps { types[g] = AcknowledgeType.gap.rawValue }
+        for u in batch.unfetched where fill != .release { types[u] = AcknowledgeType.release.rawValue }
     }
 
     /// Settles one record; `error` (for rejects) goes into the dead letter's headers.
@@ -133,7 +156,7 @@ public struct ShareAcknowledgements: Sendable {
     static let held: Int8 = -1
 
     /// The batches to send, per partition: runs of one type (held records left out).
-    var batches: [TopicPartition: [AcknowledgementBatch]] {
+    package var batches: [TopicPartition: [AcknowledgementBatch]] {
         var out: [TopicPartition: [AcknowledgementBatch]] = [:]
         for (tp, ranges, base) in parts {
             var list: [AcknowledgementBatch] = []

@@ -21,6 +21,17 @@ public struct FetchedData: Sendable {
     public let abortedTransactions: [AbortedTransaction]
     public let isolation: IsolationLevel
 
+    package init(topicPartition: TopicPartition, result: LogReadResult, highWatermark: Int64, lastStableOffset: Int64, logStartOffset: Int64,
+                 abortedTransactions: [AbortedTransaction], isolation: IsolationLevel) {
+        self.topicPartition = topicPartition
+        self.result = result
+        self.highWatermark = highWatermark
+        self.lastStableOffset = lastStableOffset
+        self.logStartOffset = logStartOffset
+        self.abortedTransactions = abortedTransactions
+        self.isolation = isolation
+    }
+
     public var isEmpty: Bool { result.isEmpty }
     /// The offset to fetch next.
     public var nextOffset: Int64 { result.nextOffset }

@@ -22,7 +22,7 @@ public protocol BrokerClient: Sendable {
 
 extension BrokerClient {
     public func runQueueSource(_ source: QueueSourceRun) async throws {
-        throw PipelineRunError(pipeline: source.pipelineName, message: "queue source '\(source.id)' needs the embedded broker: share groups over \(name) are not available to this build's librdkafka")
+        throw PipelineRunError(pipeline: source.pipelineName, message: "queue source '\(source.id)': broker \(name) has no share-group client")
     }
 }
 
@@ -55,6 +55,6 @@ public struct EmbeddedBrokerClient: BrokerClient {
     }
 
     public func runQueueSource(_ source: QueueSourceRun) async throws {
-        try await QueueDriver(source: source, broker: broker).run()
+        try await QueueDriver(source: source, broker: EmbeddedQueueBroker(broker: broker)).run()
     }
 }

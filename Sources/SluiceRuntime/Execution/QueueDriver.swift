@@ -21,15 +21,73 @@ public struct QueueSourceRun: Sendable {
     package let pipelineName: String
 }
 
-struct QueueDriver: Sendable {
-    let source: QueueSourceRun
+/// A member of a queue source's share group: in process (ShareConsumer) or over the wire.
+package protocol QueueMember: Sendable {
+    /// Acquires records, waiting up to `maxWait`; unsettled records of the last batch go back.
+    func nextBatch(maxWait: Duration) async throws -> ShareBatch
+    /// Sends the batch's acknowledgements and returns once they are durable.
+    func settle(_ acks: ShareAcknowledgements) async throws
+    /// Gives back what the member holds and leaves the group.
+    func leave() async
+}
+
+/// What a queue source needs of a broker.
+package protocol QueueBroker: Sendable {
+    /// Sets the group's configs (an empty value: back to the default).
+    func configure(group: String, _ configs: [(String, String)]) async throws
+    func member(_ config: ShareConsumerConfig, topic: TopicName, logger: Logger) async throws -> any QueueMember
+    /// True once the group has settled every record the topic has.
+    func settled(group: String, topic: TopicName) async throws -> Bool
+    /// True when `error` (from a member) is the connection's, so a new member may do better.
+    func reconnects(after error: any Error) -> Bool
+}
+
+extension ShareConsumer: QueueMember {
+    package func nextBatch(maxWait: Duration) async throws -> ShareBatch { try await poll(maxWait: maxWait) }
+    package func settle(_ acks: ShareAcknowledgements) async throws { try await acknowledge(acks) }
+    package func leave() async { await close() }
+}
+
+/// The embedded broker's share groups.
+struct EmbeddedQueueBroker: QueueBroker {
     let broker: EmbeddedBroker
+
+    func configure(group: String, _ configs: [(String, String)]) async throws {
+        try await broker.shares.alterConfigs(group, configs)
+    }
+
+    func member(_ config: ShareConsumerConfig, topic: TopicName, logger: Logger) async throws -> any QueueMember {
+        ShareConsumer(broker: broker, config: config, topics: [topic], logger: logger)
+    }
+
+    func settled(group: String, topic: TopicName) async throws -> Bool {
+        guard let d = await broker.shares.describe(group) else { return false }
+        let count = try broker.partitionCount(topic)
+        for p in 0..<count {
+            let end = try broker.partition(TopicPartition(topic, p)).highWatermark
+            let start = d.partitions.first { $0.topicPartition == TopicPartition(topic, p) }?.startOffset
+            if end > 0 && (start ?? -1) < end { return false }
+        }
+        return true
+    }
+
+    func reconnects(after error: any Error) -> Bool { false }
+}
+
+package struct QueueDriver: Sendable {
+    let source: QueueSourceRun
+    let broker: any QueueBroker
     var settings: QueueSourceSettings { source.settings }
 
+    package init(source: QueueSourceRun, broker: any QueueBroker) {
+        self.source = source
+        self.broker = broker
+    }
+
     /// Sets the group's configs from the source's fields, then runs the workers.
-    func run() async throws {
+    package func run() async throws {
         let s = settings
-        try await broker.shares.alterConfigs(s.group, [
+        try await broker.configure(group: s.group, [
             ("share.record.lock.duration.ms", "\(s.lockMs)"), ("share.delivery.count.limit", "\(s.maxDeliveries)"),
             ("share.auto.offset.reset", s.start == .latest ? "latest" : "earliest"),
             ("errors.deadletterqueue.topic.name", s.deadLetter ?? ""),
@@ -42,19 +100,48 @@ struct QueueDriver: Sendable {
         }
     }
 
+    /// Consecutive connection failures a worker rides out (reconnecting with backoff) before
+    /// the pipeline stops.
+    static let maxReconnects = 8
+
     private func worker(_ index: Int) async throws {
         let topic = try TopicName(settings.topic)
         var config = ShareConsumerConfig(groupId: settings.group)
         config.clientId = "\(source.pipelineName).\(source.id).\(index)"
         config.acknowledgement = .explicit
         config.maxRecords = max(1, settings.maxBatchRecords)
-        let consumer = ShareConsumer(broker: broker, config: config, topics: [topic], logger: source.logger)
+        var failures = 0
+        while true {
+            let member = try await broker.member(config, topic: topic, logger: source.logger)
+            do {
+                try await work(member, topic, resetFailures: { failures = 0 })
+                await member.leave()
+                return
+            } catch is CancellationError {
+                await member.leave()
+                throw CancellationError()
+            } catch let e where broker.reconnects(after: e) && failures < Self.maxReconnects && !Task.isCancelled {
+                await member.leave()
+                failures += 1
+                let wait = Duration.milliseconds(min(3_000, 100 << min(failures, 5)))
+                source.logger.warning("queue \(settings.group): worker \(index) lost the broker (\(e)); reconnecting in \(wait) (attempt \(failures) of \(Self.maxReconnects))")
+                try await Task.sleep(for: wait)
+            } catch {
+                await member.leave()
+                if broker.reconnects(after: error) { throw PipelineRunError(pipeline: source.pipelineName, message: "queue source '\(source.id)': \(error)") }
+                throw error
+            }
+        }
+    }
+
+    private func work(_ consumer: any QueueMember, _ topic: TopicName, resetFailures: () -> Void) async throws {
         let graph = source.graph, logger = source.logger, drain = source.options.drain
         do {
             while !Task.isCancelled {
-                let batch = try await consumer.poll(maxWait: .milliseconds(drain ? 20 : 200))
+                let batch = try await consumer.nextBatch(maxWait: .milliseconds(drain ? 20 : 200))
+                resetFailures()
                 if batch.isEmpty {
-                    if drain, try await caughtUp(topic) { break }
+                    if drain, try await broker.settled(group: settings.group, topic: topic) { break }
                     continue
                 }
                 var items: [Item] = []
@@ -78,13 +165,9 @@ struct QueueDriver: Sendable {
                     logger.warning("queue \(settings.group): the sinks could not flush; \(accepted.count) records are released for another delivery: \(error)")
                     for (tp, o) in accepted { acks.set(tp, o, .release) }
                 }
-                try await consumer.acknowledge(acks)
+                try await consumer.settle(acks)
             }
-        } catch {
-            await consumer.close()
-            throw error
         }
-        await consumer.close()
     }
 
     typealias Item = (TopicPartition, RecordBatch)
@@ -173,17 +256,5 @@ struct QueueDriver: Sendable {
         a.slots.append(contentsOf: b.slots[..<half])
         c.slots.append(contentsOf: b.slots[half...])
         return ([(tp, a)], [(tp, c)])
-    }
-
-    /// Drained: the group has settled every record the topic has.
-    private func caughtUp(_ topic: TopicName) async throws -> Bool {
-        guard let d = await broker.shares.describe(settings.group) else { return false }
-        let count = try broker.partitionCount(topic)
-        for p in 0..<count {
-            let end = try broker.partition(TopicPartition(topic, p)).highWatermark
-            let start = d.partitions.first { $0.topicPartition == TopicPartition(topic, p) }?.startOffset
-            if end > 0 && (start ?? -1) < end { return false }
-        }
-        return true
     }
 }
