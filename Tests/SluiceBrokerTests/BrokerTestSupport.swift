@@ -13,11 +13,17 @@ final class TestBroker: Sendable {
         self.broker = broker
     }
 
-    static func make(groupConfig: GroupConfig = GroupConfig(), path: String? = nil) async throws -> TestBroker {
+    /// A broker in a fresh directory (or `path`). With `clock`, the broker's timers read it
+    /// and never tick on their own: the test advances the clock and calls `tick()`.
+    static func make(groupConfig: GroupConfig = GroupConfig(), path: String? = nil, clock: ManualClock? = nil) async throws -> TestBroker {
         let dir = path ?? NSTemporaryDirectory() + "sluice-broker-\(UUID().uuidString)"
         var config = BrokerConfig()
         config.groups = groupConfig
         config.tickIntervalMs = 10
+        if let clock {
+            config.clock = clock.function
+            config.tickIntervalMs = 3_600_000
+        }
         return TestBroker(path: dir, broker: try await EmbeddedBroker.open(path: dir, config: config))
     }
 

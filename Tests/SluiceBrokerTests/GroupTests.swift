@@ -19,7 +19,7 @@ final class Member: Sendable {
         var all: [String] { log.withLock { $0 } }
     }
 
-    init(_ broker: EmbeddedBroker, name: String, group: String, topic: TopicName, assignors: [any PartitionAssignor] = [RangeAssignor()], instance: String? = nil, sessionMs: Int32 = 400) throws {
+    init(_ broker: EmbeddedBroker, name: String, group: String, topic: TopicName, assignors: [any PartitionAssignor] = [RangeAssignor()], instance: String? = nil, sessionMs: Int32 = 10_000) throws {
         var config = ConsumerConfig(groupId: group)
         config.clientId = name
         config.sessionTimeoutMs = sessionMs
@@ -75,11 +75,14 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
 
 @Suite(.serialized) struct GroupTests {
     @Test func aMemberThatStopsHeartbeatingLosesItsPartitionsAndItsCommitsAreRejected() async throws {
-        let t = try await TestBroker.make()
+        // The coordinator's timers run on a manual clock: a session expires when the test
+        // moves the clock past it and ticks, not after real time.
+        let clock = ManualClock()
+        let t = try await TestBroker.make(clock: clock)
         let topic = try t.broker.createTopic("work", partitions: 6)
-        let a = try Member(t.broker, name: "a", group: "g", topic: topic)
-        let b = try Member(t.broker, name: "b", group: "g", topic: topic)
-        let c = try Member(t.broker, name: "c", group: "g", topic: topic)
+        let a = try Member(t.broker, name: "a", group: "g", topic: topic, sessionMs: 10_000)
+        let b = try Member(t.broker, name: "b", group: "g", topic: topic, sessionMs: 10_000)
+        let c = try Member(t.broker, name: "c", group: "g", topic: topic, sessionMs: 10_000)
         let all = Set((0..<6).map { TopicPartition(topic, Int32($0)) })
         let balanced = await eventually {
             guard let s = await assignedPartitions(t.broker, group: "g"), s.byMember.count == 3 else { return false }
@@ -91,8 +94,15 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
         let cGeneration = c.consumer.generation
         let cPartitions = c.consumer.assignment
 
-        // c hangs: after its 400 ms session it is removed and a and b take its partitions.
+        // c hangs. The clock moves 6 s (a and b heartbeat there, every 40 ms of real time):
+        // c is 6 s into its 10 s session and stays. Another 6 s: c's session is over and it
+        // is removed at the next tick, while a and b, heard from 0.2 s ago, stay.
         c.hang()
+        try await Task.sleep(for: .milliseconds(100))  // a heartbeat of c's already on its way lands first
+        clock.advance(6_000)
+        try await Task.sleep(for: .milliseconds(200))
+        await t.broker.groups.tick()
+        #expect(await t.broker.groups.describe(groupId: "g")?.members.count == 3, "c was removed before its session ran out")
         let sampler = Task {
             var conflicts: [String] = []
             while !Task.isCancelled {
@@ -101,6 +111,9 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
             }
             return conflicts
         }
+        clock.advance(6_000)
+        try await Task.sleep(for: .milliseconds(200))
+        await t.broker.groups.tick()
         let moved = await eventually {
             guard let s = await assignedPartitions(t.broker, group: "g"), s.generation > before.generation, s.byMember.count == 2 else { return false }
             return s.byMember.values.reduce(Set()) { $0.union($1) } == all && s.byMember.values.allSatisfy { $0.count == 3 }
@@ -139,21 +152,33 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
     }
 
     @Test func aMemberThatDoesNotRejoinWithinTheRebalanceTimeoutIsRemoved() async throws {
-        let t = try await TestBroker.make()
+        let clock = ManualClock()
+        let t = try await TestBroker.make(clock: clock)
         let groups = t.broker.groups
         let proto = [GroupProtocol(name: "range", metadata: ConsumerSubscription(topics: ["x"]).encode())]
-        func join(_ id: String) async throws -> JoinGroupResponse {
-            try await groups.join(JoinGroupRequest(groupId: "slow", memberId: id, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 200, protocols: proto))
+        @Sendable func join(_ id: String) async throws -> JoinGroupResponse {
+            try await groups.join(JoinGroupRequest(groupId: "slow", memberId: id, sessionTimeoutMs: 60_000, rebalanceTimeoutMs: 200, protocols: proto))
         }
         let first = try await join("")
         _ = try await groups.sync(groupId: "slow", generation: first.generation, memberId: first.memberId, assignments: [first.memberId: []])
-        // A second member joins; the first never rejoins.
-        let start = ContinuousClock.now
-        let second = try await join("")
-        let waited = ContinuousClock.now - start
+        // A second member joins; the first never rejoins. The join waits out the 200 ms
+        // rebalance timeout on the group's clock: not at 199 ms, at 201 ms.
+        let done = Shared(false)
+        let pending = Task {
+            let r = try await join("")
+            done.withLock { $0 = true }
+            return r
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        clock.advance(199)
+        await groups.tick()
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!done.withLock { $0 }, "the join completed before the rebalance timeout")
+        clock.advance(2)
+        await groups.tick()
+        let second = try await pending.value
         #expect(second.generation == first.generation + 1)
         #expect(second.members.map(\.memberId) == [second.memberId], "the member that did not rejoin is gone")
-        #expect(waited >= .milliseconds(150), "the join waited for the rebalance timeout (\(waited))")
         await #expect { try await groups.heartbeat(groupId: "slow", generation: first.generation, memberId: first.memberId) } throws: {
             ($0 as? BrokerError)?.code == .unknownMemberId
         }
@@ -163,11 +188,17 @@ func assignedPartitions(_ broker: EmbeddedBroker, group: String) async -> (gener
     @Test func offsetsOfAnAbandonedGroupExpire() async throws {
         var config = GroupConfig()
         config.offsetsRetentionMs = 100
-        let t = try await TestBroker.make(groupConfig: config)
+        let clock = ManualClock()
+        let t = try await TestBroker.make(groupConfig: config, clock: clock)
         let topic = try t.broker.createTopic("old", partitions: 1)
         try await t.broker.groups.commit(groupId: "gone", offsets: [TopicPartition(topic, 0): CommittedOffset(offset: 0)])
         #expect(await t.broker.groups.listGroups().map(\.groupId) == ["gone"])
-        #expect(await eventually { await t.broker.groups.committedOffsets(groupId: "gone").isEmpty })
+        clock.advance(99)
+        await t.broker.groups.tick()
+        #expect(await t.broker.groups.committedOffsets(groupId: "gone").count == 1, "expired before the retention ran out")
+        clock.advance(2)
+        await t.broker.groups.tick()
+        #expect(await t.broker.groups.committedOffsets(groupId: "gone").isEmpty)
         #expect(await t.broker.groups.listGroups().isEmpty)
         await t.broker.close()
         let again = try await TestBroker.make(path: t.path)

@@ -425,7 +425,8 @@ public final class Consumer: Sendable {
             guard task == nil else { return }
             task = Task { [weak self] in
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(interval))
+                    // Stopped heartbeats stop: no last one after the cancel.
+                    do { try await Task.sleep(for: .milliseconds(interval)) } catch { return }
                     guard let self else { return }
                     await self.heartbeatOnce()
                 }

@@ -285,8 +285,10 @@ public actor GroupCoordinator {
     /// Commits offsets. Members of a group with members must be current (a zombie from an
     /// older generation is rejected); a group without members accepts commits from anyone
     /// (generation -1, as manual-assignment consumers use).
-    public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets committed: [TopicPartition: CommittedOffset]) async throws {
+    /// Commits are stamped with the coordinator's clock, which offset retention reads.
+    public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets given: [TopicPartition: CommittedOffset]) async throws {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        let committed = stamped(given)
         if let cg = consumerGroups[groupId], generation >= 0 || !memberId.isEmpty {
             try validateConsumer(cg, memberId: memberId, epoch: generation, partitions: Array(committed.keys))
             try await offsets.commit(groupId, committed)
@@ -326,7 +328,12 @@ public actor GroupCoordinator {
     /// coordinator). They are synced at once: the transaction's end waits for them, and
     /// waiting out the flush interval was most of its cost.
     func commitTransactional(groupId: String, offsets committed: [TopicPartition: CommittedOffset]) async throws {
-        try await offsets.commit(groupId, committed, syncNow: true)
+        try await offsets.commit(groupId, stamped(committed), syncNow: true)
+    }
+
+    private func stamped(_ committed: [TopicPartition: CommittedOffset]) -> [TopicPartition: CommittedOffset] {
+        let now = clock()
+        return committed.mapValues { var c = $0; c.commitTimestamp = now; return c }
     }
 
     public func committedOffsets(groupId: String) -> [TopicPartition: CommittedOffset] {
