@@ -41,6 +41,7 @@ extension KafkaRequestHandler {
         } catch {
             response.errorCode = Self.code(error)
             response.errorMessage = "\(error)"
+            logger.debug("ConsumerGroupHeartbeat of member \(request.memberId.isEmpty ? "(new)" : request.memberId) in \(request.groupId) at epoch \(request.memberEpoch) from \(connection.peer): \(error)")
         }
         return Self.encoded(response, answering: r, v)
     }
@@ -60,7 +61,7 @@ extension KafkaRequestHandler {
                 groupId: id, groupState: g.state, groupEpoch: g.epoch, assignmentEpoch: g.assignmentEpoch, assignorName: g.assignor,
                 members: g.members.values.sorted { $0.memberId < $1.memberId }.map { m in
                     .init(memberId: m.memberId, instanceId: m.instanceId, rackId: m.rackId, memberEpoch: m.epoch, clientId: m.clientId, clientHost: m.clientHost,
-                          subscribedTopicNames: m.topics, assignment: assignment(m.owned), targetAssignment: assignment(g.target[m.memberId] ?? []), memberType: 1)
+                          subscribedTopicNames: m.topics, assignment: assignment(m.owned), targetAssignment: assignment(g.target[m.memberId] ?? []), memberType: m.classic == nil ? 1 : 0)
                 }))
         }
         return Self.encoded(response, answering: r, v)

@@ -72,8 +72,9 @@ extension KafkaRequestHandler {
             response.errorCode = 0
             if v >= 5 {
                 let d = await broker.groups.describe(groupId: request.groupId)
-                response.protocolType = d?.protocolType
-                response.protocolName = d?.protocolName
+                // A classic member of a consumer-protocol group: the names its JoinGroup gave.
+                response.protocolType = d?.protocolType ?? request.protocolType
+                response.protocolName = d?.protocolName ?? request.protocolName
             }
             response.assignment = assignment
         } catch {

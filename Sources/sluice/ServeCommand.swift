@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("group-heartbeat-interval"), help: "How often consumer-protocol (KIP-848) members heartbeat, e.g. 5s (Kafka's group.consumer.heartbeat.interval.ms).") var groupHeartbeatInterval: String = "5s"
     @Option(name: .customLong("group-session-timeout"), help: "A consumer-protocol member without a heartbeat for this long leaves, e.g. 45s (group.consumer.session.timeout.ms).") var groupSessionTimeout: String = "45s"
+    @Option(name: .customLong("group-migration-policy"), help: "Whether groups change protocol while they have members: bidirectional (the default, as Kafka), upgrade, downgrade or disabled (Kafka's group.consumer.migration.policy).") var groupMigrationPolicy: String = "bidirectional"
     @OptionGroup var gateway: GatewayOptions
     @Argument(help: "Pipeline files or directories to run in the server.") var files: [String] = []
 
@@ -42,9 +43,13 @@ struct Serve: AsyncParsableCommand {
         guard let sessionMs = Durations.milliseconds(groupSessionTimeout), sessionMs > heartbeatMs else {
             throw CLIError.user("--group-session-timeout '\(groupSessionTimeout)' must be a duration longer than --group-heartbeat-interval, such as 45s")
         }
+        guard let migration = GroupMigrationPolicy(rawValue: groupMigrationPolicy.lowercased()) else {
+            throw CLIError.user("--group-migration-policy '\(groupMigrationPolicy)' is not one of \(GroupMigrationPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         global.bootstrapLogging()
         let logger = Logger(label: "sluice")
         var brokerConfig = BrokerConfig()
+        brokerConfig.groups.migrationPolicy = migration
         brokerConfig.groups.consumerHeartbeatIntervalMs = heartbeatMs
         brokerConfig.groups.consumerSessionTimeoutMs = sessionMs
         let broker = try await EmbeddedBroker.open(path: global.dataPath, config: brokerConfig, logger: logger)

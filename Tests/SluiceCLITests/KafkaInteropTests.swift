@@ -163,6 +163,34 @@ import Testing
         #expect(listed.stdoutLines.contains { $0.hasPrefix("kip848-") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "consumer" }, "\(listed.stdout)")
     }
 
+    @Test func classicAndConsumerProtocolMembersShareOneGroupAsKafkaMigratesIt() throws {
+        // Kafka's online migration (group.consumer.migration.policy=bidirectional): classic
+        // confluent-kafka consumers, then a group.protocol=consumer one joins and leaves.
+        let python = try PythonClients.newest.python()
+        let port = HTTPSourceTests.freePort()
+        let server = try launchServe(port: port, ["--group-heartbeat-interval", "300ms"])
+        let r = try sh("timeout -s KILL 180 \(python) \(PipelineCLITests.repo)/scripts/interop/consumer_protocol_check.py --bootstrap 127.0.0.1:\(port) migrate | grep -v '^%'")
+        print(r.output)
+        #expect(r.status == 0, "\(r.output)\n\(server.stderrText.suffix(3000))")
+        for line in ["OK migrate: two classic members own three partitions each", "OK migrate: a consumer-protocol member joined the classic group; the three share it and only the partitions it took moved",
+                     "OK migrate: the consumer-protocol member left; the classic members own all six again", "OK migrate: all 600 records read"] {
+            #expect(r.output.contains(line), "missing '\(line)'")
+        }
+        // The server says what happened to the group.
+        #expect(server.stderrText.contains("upgraded from the classic protocol to the consumer protocol"), "\(server.stderrText.suffix(3000))")
+        #expect(server.stderrText.contains("downgraded from the consumer protocol to the classic protocol"), "\(server.stderrText.suffix(3000))")
+        #expect(stop(server) == 0)
+    }
+
+    @Test func aMigrationPolicyThatIsNotOneOfKafkasIsRefused() throws {
+        let r = try Sluice.run(["serve", "--kafka", "127.0.0.1:0", "--group-migration-policy", "sideways"], data: data)
+        #expect(r.status != 0 && r.stderr.contains("--group-migration-policy 'sideways' is not one of bidirectional, upgrade, downgrade, disabled"), "\(r.stderr)")
+        let h = try Sluice.run(["serve", "--kafka", "127.0.0.1:0", "--group-heartbeat-interval", "5ms"], data: data)
+        #expect(h.status != 0 && h.stderr.contains("--group-heartbeat-interval '5ms' is not a duration of at least 10ms"), "\(h.stderr)")
+        let s = try Sluice.run(["serve", "--kafka", "127.0.0.1:0", "--group-heartbeat-interval", "5s", "--group-session-timeout", "2s"], data: data)
+        #expect(s.status != 0 && s.stderr.contains("--group-session-timeout '2s' must be a duration longer than --group-heartbeat-interval"), "\(s.stderr)")
+    }
+
     @Test(arguments: PythonClients.both)
     func kafkaPythonAdminProduceConsumeGroups(clients: PythonClients) throws {
         let python = try clients.python()

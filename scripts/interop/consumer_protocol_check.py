@@ -8,8 +8,14 @@ exits 1 at the first failure.
              their own; a fourth joins and exactly the partitions that move to it are revoked;
              every record is read and committed offsets (OffsetCommit with the member epoch)
              read back
+  migrate    two classic-protocol consumers (cooperative-sticky) share a 6-partition topic; a
+             consumer-protocol member joins (the broker upgrades the group online) and the
+             three share it, the classic members revoking only what moves to the newcomer; it
+             leaves (the group is downgraded) and the classic pair owns all six again; every
+             record is read
 """
 import argparse
+import os
 import sys
 import threading
 import time
@@ -21,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def fail(msg):
     print("FAIL " + msg, flush=True)
-    sys.exit(1)
+    os._exit(1)  # consumer threads are still polling
 
 
 def ok(msg):
@@ -31,16 +37,21 @@ def ok(msg):
 class Member:
     """A consumer polled in its own thread, recording what it is given and what it revokes."""
 
-    def __init__(self, bootstrap, group, topic, name):
+    def __init__(self, bootstrap, group, topic, name, protocol="consumer"):
         self.name = name
         self.owned = set()
         self.revoked = []
         self.values = []
         self.refused = []
+        self.assigns = []
         self.lock = threading.Lock()
         self.stop = False
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
-                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        settings = {"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol,
+                    "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        if protocol == "classic":
+            settings.update({"partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 10000,
+                             "heartbeat.interval.ms": 300})
+        self.c = Consumer(settings)
         self.c.subscribe([topic], on_assign=self.assigned, on_revoke=self.revoking)
         self.thread = threading.Thread(target=self.run)
         self.thread.start()
@@ -48,6 +59,7 @@ class Member:
     def assigned(self, consumer, parts):
         with self.lock:
             self.owned |= {p.partition for p in parts}
+            self.assigns.append({p.partition for p in parts})
 
     def revoking(self, consumer, parts):
         with self.lock:
@@ -83,7 +95,7 @@ class Member:
             return set(self.owned), [set(r) for r in self.revoked], list(self.values)
 
 
-def wait_for(members, want, timeout=40):
+def wait_for(members, want, timeout=40, check="rebalance"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         owned = {m.name: m.snapshot()[0] for m in members}
@@ -92,7 +104,7 @@ def wait_for(members, want, timeout=40):
             if len(union) == 6 and sum(len(o) for o in owned.values()) == 6:
                 return owned
         time.sleep(0.2)
-    fail("rebalance: members did not settle at %d partitions each: %s" % (want, {m.name: sorted(m.snapshot()[0]) for m in members}))
+    fail(check + ": members did not settle at %d partitions each: %s" % (want, {m.name: sorted(m.snapshot()[0]) for m in members}))
 
 
 def check_rebalance(args):
@@ -151,12 +163,60 @@ def check_rebalance(args):
     ok("rebalance: all 600 records read; committed offsets read back (%s)" % [tp.offset for tp in committed])
 
 
+def check_migrate(args):
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    topic, group = "migrate-" + uuid.uuid4().hex[:8], "migrate-" + uuid.uuid4().hex[:6]
+    for f in admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)]).values():
+        f.result(10)
+    p = Producer({"bootstrap.servers": args.bootstrap})
+    for i in range(600):
+        p.produce(topic, value=b"r%d" % i, partition=i % 6)
+    p.flush(10)
+    # One classic member first, then a second (a cooperative hand-over before any migration).
+    classic = [Member(args.bootstrap, group, topic, "c0", protocol="classic")]
+    wait_for(classic, 6, timeout=60, check="migrate")
+    classic.append(Member(args.bootstrap, group, topic, "c1", protocol="classic"))
+    first = wait_for(classic, 3, timeout=60, check="migrate")
+    ok("migrate: two classic members own three partitions each: %s" % {k: sorted(v) for k, v in sorted(first.items())})
+    marks = {m.name: len(m.snapshot()[1]) for m in classic}
+    newcomer = Member(args.bootstrap, group, topic, "k1")
+    members = classic + [newcomer]
+    second = wait_for(members, 2, timeout=60, check="migrate")
+    moved = set()
+    for m in classic:
+        gone = set().union(*m.snapshot()[1][marks[m.name]:]) if m.snapshot()[1][marks[m.name]:] else set()
+        if not gone <= first[m.name] - second[m.name]:
+            fail("migrate: classic member %s revoked %s but only %s moved away from it" % (m.name, sorted(gone), sorted(first[m.name] - second[m.name])))
+        if not second[m.name] <= first[m.name]:
+            fail("migrate: classic member %s was given %s it did not own before" % (m.name, sorted(second[m.name] - first[m.name])))
+        moved |= first[m.name] - second[m.name]
+    if moved != second["k1"]:
+        fail("migrate: the classic members gave up %s, but the consumer-protocol member got %s" % (sorted(moved), sorted(second["k1"])))
+    ok("migrate: a consumer-protocol member joined the classic group; the three share it and only the partitions it took moved: %s" % {k: sorted(v) for k, v in sorted(second.items())})
+    newcomer.close()
+    third = wait_for(classic, 3, timeout=60, check="migrate")
+    ok("migrate: the consumer-protocol member left; the classic members own all six again: %s" % {k: sorted(v) for k, v in sorted(third.items())})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        values = set()
+        for m in members:
+            values |= set(m.snapshot()[2])
+        if len(values) == 600:
+            break
+        time.sleep(0.2)
+    if len(values) != 600:
+        fail("migrate: %d of 600 records were read" % len(values))
+    for m in classic:
+        m.close()
+    ok("migrate: all 600 records read")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("check", choices=["rebalance"])
+    ap.add_argument("check", choices=["rebalance", "migrate"])
     args = ap.parse_args()
-    check_rebalance(args)
+    {"rebalance": check_rebalance, "migrate": check_migrate}[args.check](args)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ struct ClassicGroup: Sendable {
         return .waiting(memberId: memberId)
     }
 
-    private mutating func prepareRebalance(now: Int64, config: GroupConfig, reason: String, actions: inout [ClassicGroupAction]) {
+    mutating func prepareRebalance(now: Int64, config: GroupConfig, reason: String, actions: inout [ClassicGroupAction]) {
         let wasEmpty = state == .empty || members.values.allSatisfy { $0.assignment.isEmpty } && generation == 0
         // Members waiting in sync must rejoin.
         for mid in members.keys where members[mid]!.waitingSync {
@@ -184,7 +184,7 @@ struct ClassicGroup: Sendable {
     }
 
     /// Kafka's vote: each member votes for its most preferred protocol that all members support.
-    private func selectProtocol() -> String? {
+    func selectProtocol() -> String? {
         let all = members.values
         guard let first = all.first else { return nil }
         let candidates = all.reduce(Set(first.protocols.map(\.name))) { $0.intersection($1.protocols.map(\.name)) }

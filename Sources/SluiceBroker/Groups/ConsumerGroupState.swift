@@ -27,6 +27,8 @@ public struct ConsumerMember: Sendable, Hashable {
     public var revoking: [TopicPartition]
     /// When it must have revoked them by (then it is fenced).
     public var revokeDeadlineMs: Int64?
+    /// Set for a member on the classic protocol (a group being migrated, see MixedGroups).
+    public var classic: ClassicMembership? = nil
 }
 
 public struct ConsumerHeartbeatResult: Sendable, Hashable {
@@ -39,12 +41,12 @@ public struct ConsumerHeartbeatResult: Sendable, Hashable {
 public struct ConsumerGroupState: Sendable {
     public static let assignors = ["uniform", "range"]
     public let groupId: String
-    public private(set) var epoch: Int32 = 0
-    public private(set) var assignmentEpoch: Int32 = 0
-    public private(set) var members: [String: ConsumerMember] = [:]
+    public internal(set) var epoch: Int32 = 0
+    public internal(set) var assignmentEpoch: Int32 = 0
+    public internal(set) var members: [String: ConsumerMember] = [:]
     /// The target assignment of `assignmentEpoch`.
-    public private(set) var target: [String: [TopicPartition]] = [:]
-    public private(set) var assignor = "uniform"
+    public internal(set) var target: [String: [TopicPartition]] = [:]
+    public internal(set) var assignor = "uniform"
 
     public init(groupId: String) { self.groupId = groupId }
 
@@ -125,7 +127,7 @@ public struct ConsumerGroupState: Sendable {
     }
 
     /// Moves the member toward its target: revoke first, then take what is free.
-    private mutating func reconcile(_ memberId: String, now: Int64, full: Bool) -> ConsumerHeartbeatResult {
+    mutating func reconcile(_ memberId: String, now: Int64, full: Bool) -> ConsumerHeartbeatResult {
         var m = members[memberId]!
         let before = (m.epoch, m.owned)
         let wanted = Set(target[memberId] ?? [])
@@ -161,14 +163,17 @@ public struct ConsumerGroupState: Sendable {
     public mutating func expire(now: Int64, sessionTimeoutMs: Int64, partitions: (String) -> Int32?) -> [(ConsumerMember, String)] {
         var gone: [(ConsumerMember, String)] = []
         for m in members.values {
-            if now - m.lastHeartbeatMs > sessionTimeoutMs {
-                gone.append((m, "no heartbeat for \(sessionTimeoutMs) ms"))
+            let session = m.classic.map { Int64($0.sessionTimeoutMs) } ?? sessionTimeoutMs
+            if now - m.lastHeartbeatMs > session {
+                gone.append((m, "no heartbeat for \(session) ms"))
+            } else if let d = m.classic?.rejoinDeadlineMs, now > d {
+                gone.append((m, "it did not rejoin within its rebalance timeout (\(m.rebalanceTimeoutMs) ms)"))
             } else if let d = m.revokeDeadlineMs, now > d {
                 gone.append((m, "it did not revoke \(m.revoking.map(\.description).joined(separator: ", ")) within its rebalance timeout (\(m.rebalanceTimeoutMs) ms)"))
             }
         }
         guard !gone.isEmpty else { return [] }
-        for (m, _) in gone { members.removeValue(forKey: m.memberId) }
+        for (m, _) in gone { members.removeValue(forKey: m.memberId); target.removeValue(forKey: m.memberId) }
         bump(partitions, now: now)
         return gone
     }
@@ -177,7 +182,7 @@ public struct ConsumerGroupState: Sendable {
     public mutating func partitionsChanged(_ partitions: (String) -> Int32?, now: Int64) { bump(partitions, now: now) }
 
     /// A new group epoch and its target assignment.
-    private mutating func bump(_ partitions: (String) -> Int32?, now: Int64) {
+    mutating func bump(_ partitions: (String) -> Int32?, now: Int64) {
         epoch += 1
         var counts: [TopicName: Int32] = [:]
         for t in Set(members.values.flatMap(\.topics)) {

@@ -5,7 +5,8 @@
 // group rules are pure values that take `now` and return actions; this actor holds the joins
 // and syncs that wait, carries the actions out and reads time from the injected clock. It
 // treats protocol metadata as bytes, so in-process consumers and Kafka wire clients share
-// groups. An actor: group changes are low-rate coordination.
+// groups. A group may hold members of both protocols while it migrates (MixedGroups). An
+// actor: group changes are low-rate coordination.
 import Logging
 import SluiceLog
 
@@ -36,22 +37,37 @@ public actor GroupCoordinator {
 
     // MARK: Consumer protocol (KIP-848)
 
-    /// One ConsumerGroupHeartbeat (see ConsumerGroupState.heartbeat). A classic group with
-    /// live members is not converted (GROUP_ID_NOT_FOUND, as Kafka answers when it cannot
-    /// upgrade a group); an empty classic group is taken over, keeping its offsets.
+    /// One ConsumerGroupHeartbeat (see ConsumerGroupState.heartbeat). An empty classic group
+    /// is taken over, keeping its offsets. A classic group with members is upgraded (Kafka's
+    /// online migration, see MixedGroups) when the migration policy allows it; otherwise the
+    /// answer is GROUP_ID_NOT_FOUND, as Kafka gives.
     public func consumerHeartbeat(groupId: String, memberId: String, epoch: Int32, instanceId: String?, rackId: String?, rebalanceTimeoutMs: Int32,
                                   topics: [String]?, serverAssignor: String?, owned: [TopicPartition]?, clientId: String, clientHost: String) throws -> (result: ConsumerHeartbeatResult, intervalMs: Int32) {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
+        let now = clock()
+        var group: ConsumerGroupState
+        var upgrading: ClassicGroup?
         if let classic = groups[groupId], !classic.members.isEmpty {
-            throw BrokerError(.unknownGroup, "group '\(groupId)' has \(classic.members.count) classic-protocol member\(classic.members.count == 1 ? "" : "s"); a consumer-protocol member cannot join it until they leave")
+            guard epoch == 0 else { throw BrokerError(.unknownGroup, "Group \(groupId) is not a consumer group.") }
+            guard config.migrationPolicy.upgrades else {
+                throw BrokerError(.unknownGroup, "Cannot upgrade classic group \(groupId) to consumer group because online upgrade is disabled (migration policy \(config.migrationPolicy.rawValue)).")
+            }
+            group = try ConsumerGroupState(upgrading: classic, now: now)
+            upgrading = classic
+        } else {
+            group = consumerGroups[groupId] ?? ConsumerGroupState(groupId: groupId)
         }
-        var group = consumerGroups[groupId] ?? ConsumerGroupState(groupId: groupId)
         let counts = partitionCounts
         let epochBefore = group.epoch
         let known = !memberId.isEmpty && group.members[memberId] != nil
         let result = try group.heartbeat(memberId: memberId, epoch: epoch, instanceId: instanceId, rackId: rackId, rebalanceTimeoutMs: rebalanceTimeoutMs,
                                          topics: topics, serverAssignor: serverAssignor, owned: owned, clientId: clientId, clientHost: clientHost,
-                                         now: clock(), partitions: { name in (try? TopicName(name)).flatMap(counts) })
+                                         now: now, partitions: { name in (try? TopicName(name)).flatMap(counts) })
+        if let upgrading {
+            // The classic barrier is gone: waiting joins and syncs rejoin into the new group.
+            failWaits(groupId, BrokerError(.rebalanceInProgress, "group \(groupId) was upgraded to the consumer protocol; rejoin"))
+            logger.info("group \(groupId) upgraded from the classic protocol to the consumer protocol at generation \(upgrading.generation): \(upgrading.members.count) classic member\(upgrading.members.count == 1 ? "" : "s") kept their partitions")
+        }
         if group.members.isEmpty {
             consumerGroups.removeValue(forKey: groupId)
         } else {
@@ -62,8 +78,70 @@ public actor GroupCoordinator {
             if epoch == 0 && !known { logger.info("member \(result.memberId) joined consumer group \(groupId) (consumer protocol, epoch \(group.epoch))") }
             if epoch < 0 { logger.info("member \(memberId) left consumer group \(groupId) (consumer protocol)") }
             persist(group)
+            if epoch == -1 { afterRemoval(groupId) }
+            // Still a consumer-protocol group (a downgrade tells its members itself).
+            if consumerGroups[groupId] != nil { notifyWatchers(groupId) }
         }
         return (result, Int32(clamping: config.consumerHeartbeatIntervalMs))
+    }
+
+    /// Ends every join and sync of the group that waits.
+    private func failWaits(_ groupId: String, _ error: BrokerError) {
+        let joins = pendingJoins.removeValue(forKey: groupId) ?? [:]
+        let syncs = pendingSyncs.removeValue(forKey: groupId) ?? [:]
+        for c in joins.values { c.resume(throwing: error) }
+        for c in syncs.values { c.resume(throwing: error) }
+        notifyWatchers(groupId)
+    }
+
+    /// Tells the group's in-process members to rejoin (a consumer-protocol group moved on).
+    private func notifyWatchers(_ groupId: String) {
+        let ws = watchers[groupId].map { Array($0.values) } ?? []
+        for w in ws { w() }
+    }
+
+    /// After members left a consumer-protocol group: an empty group is forgotten (its offsets
+    /// stay), and one left with classic members only is downgraded where the policy allows.
+    private func afterRemoval(_ groupId: String) {
+        guard let group = consumerGroups[groupId] else { return }
+        if group.members.isEmpty {
+            consumerGroups.removeValue(forKey: groupId)
+            return
+        }
+        guard group.onlyClassicMembers else { return }
+        guard config.migrationPolicy.downgrades else {
+            logger.info("consumer group \(groupId) has only classic members but is not downgraded: online downgrade is disabled (migration policy \(config.migrationPolicy.rawValue))")
+            return
+        }
+        var actions: [ClassicGroupAction] = []
+        let classic = ClassicGroup(downgrading: group, now: clock(), config: config, actions: &actions)
+        consumerGroups.removeValue(forKey: groupId)
+        groups[groupId] = classic
+        logger.info("group \(groupId) downgraded from the consumer protocol to the classic protocol at epoch \(group.epoch): \(classic.members.count) classic member\(classic.members.count == 1 ? "" : "s") rejoin")
+        apply(groupId, actions)
+        persist(classic)
+    }
+
+    /// A classic member's JoinGroup into a consumer-protocol group, answered at once.
+    private func classicJoin(_ request: JoinGroupRequest, into group: ConsumerGroupState) throws -> JoinGroupResponse {
+        guard config.migrationPolicy != .disabled else {
+            throw BrokerError(.inconsistentGroupProtocol, "Cannot join the consumer group \(request.groupId) with the classic protocol because the group migration is disabled.")
+        }
+        guard request.protocolType == "consumer" else {
+            throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' uses protocol type 'consumer', not '\(request.protocolType)'")
+        }
+        var group = group
+        let counts = partitionCounts
+        let epochBefore = group.epoch
+        let known = group.members[request.memberId] != nil
+        let response = try group.classicJoin(request, now: clock(), newMemberId: { self.newMemberId($0, $1) }, partitions: { name in (try? TopicName(name)).flatMap(counts) })
+        consumerGroups[request.groupId] = group
+        if !known { logger.info("member \(response.memberId) joined consumer group \(request.groupId) with the classic protocol (epoch \(group.epoch))") }
+        if group.epoch != epochBefore {
+            persist(group)
+            notifyWatchers(request.groupId)
+        }
+        return response
     }
 
     /// The consumer-protocol group, if `groupId` is one.
@@ -86,9 +164,7 @@ public actor GroupCoordinator {
             throw BrokerError(.invalidSessionTimeout, "session timeout \(request.sessionTimeoutMs) ms is outside \(config.minSessionTimeoutMs)...\(config.maxSessionTimeoutMs) ms")
         }
         guard !request.protocols.isEmpty else { throw BrokerError(.inconsistentGroupProtocol, "a member must offer at least one protocol") }
-        if let cg = consumerGroups[request.groupId] {
-            throw BrokerError(.inconsistentGroupProtocol, "group '\(request.groupId)' has \(cg.members.count) consumer-protocol (KIP-848) member\(cg.members.count == 1 ? "" : "s"); a classic member cannot join it until they leave")
-        }
+        if let cg = consumerGroups[request.groupId] { return try classicJoin(request, into: cg) }
         let groupId = request.groupId
         let now = clock()
         var group = groups[groupId] ?? ClassicGroup(id: groupId, now: now)
@@ -106,7 +182,13 @@ public actor GroupCoordinator {
                     // Stored before the actions run: they may answer this very join.
                     let older = pendingJoins[groupId, default: [:]].updateValue(continuation, forKey: memberId)
                     older?.resume(throwing: BrokerError(.rebalanceInProgress, "a newer join replaced this one"))
-                    apply(groupId, actions.filter { if case .failJoin(let m, _) = $0, m == memberId { return false }; return true })
+                    // Not told of the rebalance its own join starts (it would join again).
+                    apply(groupId, actions.filter {
+                        switch $0 {
+                        case .failJoin(let m, _), .rebalancing(let m): return m != memberId
+                        default: return true
+                        }
+                    })
                 }
             } onCancel: {
                 Task { await self.abandonWaits(groupId: groupId, memberId: memberId) }
@@ -167,6 +249,9 @@ public actor GroupCoordinator {
 
     /// The member's assignment for `generation`. The leader's call carries everyone's.
     public func sync(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil, assignments: [String: [UInt8]] = [:]) async throws -> [UInt8] {
+        if consumerGroups[groupId] != nil {
+            return try consumerGroups[groupId]!.classicSync(memberId: memberId, instance: groupInstanceId, generation: generation, now: clock())
+        }
         guard var group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
         var actions: [ClassicGroupAction] = []
         let outcome = try group.sync(memberId: memberId, generation: generation, groupInstanceId: groupInstanceId, assignments: assignments, actions: &actions)
@@ -200,6 +285,9 @@ public actor GroupCoordinator {
     // MARK: Heartbeat, leave
 
     public func heartbeat(groupId: String, generation: Int32, memberId: String, groupInstanceId: String? = nil) throws {
+        if consumerGroups[groupId] != nil {
+            return try consumerGroups[groupId]!.classicHeartbeat(memberId: memberId, instance: groupInstanceId, generation: generation, now: clock())
+        }
         guard groups[groupId] != nil else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
         try groups[groupId]!.heartbeat(memberId: memberId, generation: generation, groupInstanceId: groupInstanceId, now: clock())
     }
@@ -208,6 +296,17 @@ public actor GroupCoordinator {
     /// such member.
     @discardableResult
     public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) -> Bool {
+        if consumerGroups[groupId] != nil {
+            let counts = partitionCounts
+            guard consumerGroups[groupId]!.remove(memberId: memberId, instance: groupInstanceId, now: clock(), partitions: { name in (try? TopicName(name)).flatMap(counts) }) else { return false }
+            let w = watchers[groupId]?.removeValue(forKey: memberId)
+            w?()
+            logger.info("member \(memberId) left consumer group \(groupId)")
+            persist(consumerGroups[groupId]!)
+            afterRemoval(groupId)
+            if consumerGroups[groupId] != nil { notifyWatchers(groupId) }
+            return true
+        }
         guard groups[groupId] != nil else { return false }
         var actions: [ClassicGroupAction] = []
         let left = groups[groupId]!.leave(memberId: memberId, groupInstanceId: groupInstanceId, now: clock(), config: config, actions: &actions)
@@ -236,6 +335,13 @@ public actor GroupCoordinator {
         guard let m = group.members[memberId] else {
             throw BrokerError(.unknownMemberId, "consumer group '\(group.groupId)' has no member '\(memberId)'")
         }
+        if m.classic != nil {
+            // A classic member commits at the epoch its last JoinGroup answer gave it.
+            guard epoch == m.epoch else {
+                throw BrokerError(.illegalGeneration, "member \(memberId) of consumer group '\(group.groupId)' committed at generation \(epoch), but its member epoch is \(m.epoch)")
+            }
+            return
+        }
         let owned = Set(m.owned)
         guard epoch == m.epoch || (epoch == m.previousEpoch && !partitions.isEmpty && partitions.allSatisfy { owned.contains($0) }) else {
             throw BrokerError(.staleMemberEpoch, "member \(memberId) of consumer group '\(group.groupId)' committed at epoch \(epoch), its epoch is \(m.epoch)")
@@ -256,10 +362,15 @@ public actor GroupCoordinator {
         for id in Array(consumerGroups.keys) {
             let counts = partitionCounts
             let gone = consumerGroups[id]!.expire(now: now, sessionTimeoutMs: config.consumerSessionTimeoutMs, partitions: { name in (try? TopicName(name)).flatMap(counts) })
-            for (m, why) in gone { logger.info("member \(m.memberId) removed from consumer group \(id): \(why)") }
+            for (m, why) in gone {
+                logger.info("member \(m.memberId) removed from consumer group \(id): \(why)")
+                let w = watchers[id]?.removeValue(forKey: m.memberId)
+                w?()
+            }
             if !gone.isEmpty {
                 persist(consumerGroups[id]!)
-                if consumerGroups[id]!.members.isEmpty { consumerGroups.removeValue(forKey: id) }
+                afterRemoval(id)
+                if consumerGroups[id] != nil { notifyWatchers(id) }
             }
         }
         await expireOffsets(now: now)
@@ -343,6 +454,16 @@ public actor GroupCoordinator {
     /// Checks that `memberId` at `generation` is a current member (the fetch-ownership check
     /// lanes make before processing); with `partition`, that it is assigned that partition.
     public func checkOwnership(groupId: String, memberId: String, generation: Int32, partition: TopicPartition? = nil) throws {
+        if let cg = consumerGroups[groupId] {
+            guard let m = cg.members[memberId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
+            guard generation == m.epoch else {
+                throw BrokerError(.illegalGeneration, "member \(memberId) is at generation \(generation) but its member epoch in group '\(groupId)' is \(m.epoch)")
+            }
+            if let partition, !cg.assigned(memberId).contains(partition) {
+                throw BrokerError(.notAssigned, "\(partition) is not assigned to member \(memberId) of group '\(groupId)' at epoch \(generation)")
+            }
+            return
+        }
         guard let group = groups[groupId] else { throw BrokerError(.unknownMemberId, "group '\(groupId)' has no member '\(memberId)'") }
         try group.validate(memberId: memberId, instance: nil, generation: generation)
         guard group.state == .stable else { throw BrokerError(.rebalanceInProgress, "group '\(groupId)' is rebalancing") }
@@ -357,6 +478,17 @@ public actor GroupCoordinator {
     // MARK: Admin
 
     public func describe(groupId: String) -> GroupDescription? {
+        if let cg = consumerGroups[groupId] {
+            // A consumer-protocol group in the classic API's terms: its classic members show
+            // their metadata, every member its assignment.
+            return GroupDescription(groupId: groupId, state: cg.state == "Stable" ? .stable : .preparingRebalance, generation: cg.epoch, protocolType: "consumer",
+                                    protocolName: nil, leader: nil,
+                                    members: cg.members.values.sorted { $0.memberId < $1.memberId }.map { m in
+                                        let metadata = m.classic.flatMap { c in c.protocols.first { $0.name == c.protocolName }?.metadata } ?? []
+                                        return GroupMemberDescription(memberId: m.memberId, groupInstanceId: m.instanceId, clientId: m.clientId, metadata: metadata,
+                                                                      assignment: ConsumerAssignment(partitions: cg.assigned(m.memberId)).encode())
+                                    })
+        }
         guard let g = groups[groupId] else {
             guard let s = offsets.snapshot(groupId) else {
                 return offsets.committed(groupId).isEmpty ? nil : GroupDescription(groupId: groupId, state: .empty, generation: 0, protocolType: "consumer", protocolName: nil, leader: nil, members: [])
@@ -385,6 +517,9 @@ public actor GroupCoordinator {
 
     /// Deletes an empty group and its offsets.
     public func deleteGroup(_ groupId: String) async throws {
+        if let cg = consumerGroups[groupId] {
+            throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(cg.members.count) live member\(cg.members.count == 1 ? "" : "s"); stop them first")
+        }
         if let g = groups[groupId], !g.members.isEmpty {
             throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(g.members.count) live member\(g.members.count == 1 ? "" : "s"); stop them first")
         }
@@ -397,6 +532,9 @@ public actor GroupCoordinator {
 
     /// Sets committed offsets of an empty group (reset-offsets); refused while members live.
     public func resetOffsets(groupId: String, to newOffsets: [TopicPartition: CommittedOffset]) async throws {
+        if let cg = consumerGroups[groupId] {
+            throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(cg.members.count) live member\(cg.members.count == 1 ? "" : "s"); stop its consumers before resetting offsets")
+        }
         if let g = groups[groupId], !g.members.isEmpty {
             throw BrokerError(.groupNotEmpty, "group '\(groupId)' has \(g.members.count) live member\(g.members.count == 1 ? "" : "s"); stop its consumers before resetting offsets")
         }

@@ -89,5 +89,16 @@ public struct GroupConfig: Sendable {
     /// (group.consumer.session.timeout.ms).
     public var consumerHeartbeatIntervalMs: Int64 = 5_000
     public var consumerSessionTimeoutMs: Int64 = 45_000
+    /// Whether a group changes protocol while it has members (Kafka's
+    /// group.consumer.migration.policy): a consumer-protocol member joining a classic group
+    /// upgrades it, the last one leaving a group of classic members downgrades it.
+    public var migrationPolicy: GroupMigrationPolicy = .bidirectional
     public init() {}
+}
+
+/// Kafka's group.consumer.migration.policy.
+public enum GroupMigrationPolicy: String, Sendable, CaseIterable {
+    case bidirectional, upgrade, downgrade, disabled
+    public var upgrades: Bool { self == .bidirectional || self == .upgrade }
+    public var downgrades: Bool { self == .bidirectional || self == .downgrade }
 }
