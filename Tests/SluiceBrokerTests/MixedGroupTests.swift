@@ -122,7 +122,15 @@ import Testing
         #expect(await t.broker.groups.consumerGroup("g") == nil)
         let d = try #require(await t.broker.groups.describe(groupId: "g"))
         #expect(d.state == .preparingRebalance && d.protocolType == "consumer" && d.members.count == 2)
-        await #expect(throws: BrokerError.self) { try await t.broker.groups.heartbeat(groupId: "g", generation: epochs[a]!, memberId: a) }
+        // The members are told to rejoin (not that they missed a generation), and a commit
+        // before rejoining (an eager client's, on revoke) still passes.
+        do {
+            try await t.broker.groups.heartbeat(groupId: "g", generation: epochs[a]!, memberId: a)
+            Issue.record("a heartbeat after the downgrade did not ask a to rejoin")
+        } catch let e as BrokerError {
+            #expect(e.code == .rebalanceInProgress, "\(e)")
+        }
+        try await t.broker.groups.commit(groupId: "g", generation: epochs[a]!, memberId: a, offsets: [held[a]![0]: CommittedOffset(offset: 11)])
         let heldA = held[a]!, heldB = held[b]!
         async let ja = join(t, a, owned: heldA)
         async let jb = join(t, b, owned: heldB)
@@ -130,6 +138,35 @@ import Testing
         #expect(ra.generation == rb.generation && ra.generation > epochs[a]!)
         #expect(ra.isLeader != rb.isLeader, "a classic group has one leader again")
         #expect(await t.broker.groups.describe(groupId: "g")?.state == .completingRebalance)
+    }
+
+    @Test func aRemovedClassicMemberRejoiningWithItsOldIdIsToldItIsUnknown() async throws {
+        let clock = ManualClock()
+        let t = try await TestBroker.make(clock: clock)
+        defer { Task { await t.close() } }
+        _ = try t.broker.createTopic("orders", partitions: 4)
+        let (a, b, generation) = try await classicPair(t)
+        let c0 = try await beat(t, "c", 0)
+        // a stops; its 10 s session runs out while b and c go on.
+        clock.advance(6_000)
+        _ = try? await t.broker.groups.heartbeat(groupId: "g", generation: generation, memberId: b)
+        _ = try await beat(t, "c", c0.memberEpoch, owned: [])
+        clock.advance(6_000)
+        await t.broker.groups.tick()
+        #expect(await t.broker.groups.consumerGroup("g")?.members[a] == nil)
+        do {
+            _ = try await join(t, a, owned: tps([0, 1]))
+            Issue.record("a removed member rejoined under its old id, keeping partitions it had lost")
+        } catch let e as BrokerError {
+            #expect(e.code == .unknownMemberId, "\(e)")
+        }
+        // Without its id it joins as a new member and owns only what it is given.
+        let again = try await join(t)
+        #expect(again.memberId != a)
+        // A static leave (epoch -2) of the last consumer-protocol member also downgrades.
+        _ = try await beat(t, "c", -2)
+        #expect(await t.broker.groups.consumerGroup("g") == nil)
+        #expect(await t.broker.groups.describe(groupId: "g")?.state == .preparingRebalance)
     }
 
     @Test func anEagerClassicMemberThatReportsNothingReleasesEverythingAtOnce() async throws {

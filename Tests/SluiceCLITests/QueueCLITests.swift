@@ -282,7 +282,9 @@ import Testing
         print(output)
         #expect(status == 0, "\(output)\n\(server.stderrText.suffix(2000))")
         for check in ["OK share: 3 members on 1 partition processed 3000 records exactly once", "OK redeliver: 40 records held by a stopped member went to another after its lock ran out",
-                      "OK redeliver: a member killed with SIGKILL", "OK reject: REJECT archived job-3", "OK deadletter: released 3 times"] {
+                      "OK redeliver: a member killed with SIGKILL", "OK reject: REJECT archived job-3", "OK deadletter: released 3 times",
+                      "refused: share.record.lock.duration.ms must be a whole number, not 'soon'", "refused: lock duration 5 ms is outside 100 ms...1 h",
+                      "refused: 'share.colour' is not a share group config", "OK configs: the refusals left the group's settings as they were"] {
             #expect(output.contains(check), "missing '\(check)'")
         }
         // Beside the running server, the queue commands read what it wrote.

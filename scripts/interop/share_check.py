@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                    ResourceType)
 
@@ -277,17 +277,47 @@ def check_deadletter(args):
     ok("deadletter: released 3 times (share.delivery.count.limit=3), the poison record went to %s with reason delivery-limit" % dlq)
 
 
+def check_configs(args):
+    """Group configs the broker refuses come back as INVALID_CONFIG with a sentence naming the
+    setting; a refused change leaves the group's settings as they were."""
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    group = "cfg-" + uuid.uuid4().hex[:8]
+    configure(admin, group, share_record_lock_duration_ms=2000)
+    cases = [
+        ({"share.record.lock.duration.ms": "soon"}, "share.record.lock.duration.ms must be a whole number, not 'soon'"),
+        ({"share.record.lock.duration.ms": "5"}, "lock duration 5 ms is outside 100 ms...1 h"),
+        ({"share.auto.offset.reset": "by_duration:PT1H"}, "share.auto.offset.reset must be earliest or latest"),
+        ({"share.colour": "blue"}, "'share.colour' is not a share group config"),
+    ]
+    for configs, expected in cases:
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()]
+        try:
+            for f in admin.incremental_alter_configs([ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)]).values():
+                f.result(10)
+            fail("configs: %s was accepted" % configs)
+        except KafkaException as e:
+            err = e.args[0]
+            if err.code() != KafkaError.INVALID_CONFIG or expected not in err.str():
+                fail("configs: %s was refused with %s %r, not INVALID_CONFIG naming %r" % (configs, err.name(), err.str(), expected))
+            ok("configs: %s refused: %s" % (configs, err.str()))
+    described = admin.describe_configs([ConfigResource(ResourceType.GROUP, group)])
+    values = {k: v.value for k, v in list(described.values())[0].result(10).items()}
+    if values.get("share.record.lock.duration.ms") != "2000":
+        fail("configs: after the refusals the lock duration is %r, not 2000" % values.get("share.record.lock.duration.ms"))
+    ok("configs: the refusals left the group's settings as they were (lock 2000 ms)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
     sub = ap.add_subparsers(dest="check", required=True)
-    for name in ("share", "redeliver", "reject", "deadletter", "all"):
+    for name in ("share", "redeliver", "reject", "deadletter", "configs", "all"):
         sub.add_parser(name)
     h = sub.add_parser("hold")
     h.add_argument("--group", required=True)
     h.add_argument("--topic", required=True)
     args = ap.parse_args()
-    checks = {"share": check_share, "redeliver": check_redeliver, "reject": check_reject, "deadletter": check_deadletter}
+    checks = {"share": check_share, "redeliver": check_redeliver, "reject": check_reject, "deadletter": check_deadletter, "configs": check_configs}
     if args.check == "hold":
         hold(args)
     elif args.check == "all":

@@ -78,7 +78,7 @@ public actor GroupCoordinator {
             if epoch == 0 && !known { logger.info("member \(result.memberId) joined consumer group \(groupId) (consumer protocol, epoch \(group.epoch))") }
             if epoch < 0 { logger.info("member \(memberId) left consumer group \(groupId) (consumer protocol)") }
             persist(group)
-            if epoch == -1 { afterRemoval(groupId) }
+            if epoch < 0 { afterRemoval(groupId) }
             // Still a consumer-protocol group (a downgrade tells its members itself).
             if consumerGroups[groupId] != nil { notifyWatchers(groupId) }
         }
@@ -298,10 +298,10 @@ public actor GroupCoordinator {
     public func leave(groupId: String, memberId: String, groupInstanceId: String? = nil) -> Bool {
         if consumerGroups[groupId] != nil {
             let counts = partitionCounts
-            guard consumerGroups[groupId]!.remove(memberId: memberId, instance: groupInstanceId, now: clock(), partitions: { name in (try? TopicName(name)).flatMap(counts) }) else { return false }
-            let w = watchers[groupId]?.removeValue(forKey: memberId)
+            guard let removed = consumerGroups[groupId]!.remove(memberId: memberId, instance: groupInstanceId, now: clock(), partitions: { name in (try? TopicName(name)).flatMap(counts) }) else { return false }
+            let w = watchers[groupId]?.removeValue(forKey: removed)
             w?()
-            logger.info("member \(memberId) left consumer group \(groupId)")
+            logger.info("member \(removed) left consumer group \(groupId)")
             persist(consumerGroups[groupId]!)
             afterRemoval(groupId)
             if consumerGroups[groupId] != nil { notifyWatchers(groupId) }
@@ -320,6 +320,7 @@ public actor GroupCoordinator {
         for id in Array(consumerGroups.keys) where consumerGroups[id]!.members.values.contains(where: { $0.topics.contains(topic.rawValue) }) {
             consumerGroups[id]!.partitionsChanged({ name in (try? TopicName(name)).flatMap(counts) }, now: clock())
             persist(consumerGroups[id]!)
+            notifyWatchers(id)
         }
         for id in Array(groups.keys) {
             var actions: [ClassicGroupAction] = []

@@ -32,6 +32,9 @@ extension ConsumerGroupState {
         assignmentEpoch = classic.generation
         for mid in classic.joinOrder {
             guard let m = classic.members[mid] else { continue }
+            // A member whose first join is still waiting was never told its id: its join is
+            // answered REBALANCE_IN_PROGRESS and it joins again as a new member.
+            if m.waitingJoin && m.assignment.isEmpty { continue }
             let chosen = m.protocols.first { $0.name == classic.protocolName } ?? m.protocols.first
             let subscription: ConsumerSubscription
             let assignment: ConsumerAssignment
@@ -74,7 +77,9 @@ extension ConsumerGroupState {
     /// reports but must give up is left out of its assignment and it stays at its old epoch
     /// until it rejoins without it.
     mutating func classicJoin(_ request: JoinGroupRequest, now: Int64, newMemberId: (String, String?) -> String, partitions: (String) -> Int32?) throws(BrokerError) -> JoinGroupResponse {
-        let classicProtocols = members.values.compactMap { $0.classic?.protocols.map(\.name) }
+        // Its own earlier protocols (or its static predecessor's) do not count against it.
+        let predecessor = request.groupInstanceId.flatMap { i in members.values.first { $0.instanceId == i }?.memberId }
+        let classicProtocols = members.values.filter { $0.memberId != request.memberId && $0.memberId != predecessor }.compactMap { $0.classic?.protocols.map(\.name) }
         let offered = request.protocols.map(\.name)
         guard classicProtocols.allSatisfy({ names in offered.contains(where: names.contains) }) else {
             throw BrokerError(.inconsistentGroupProtocol, "Member \(request.memberId.isEmpty ? "(new)" : request.memberId)'s protocols \(offered) are not supported by group \(groupId)'s classic members.")
@@ -101,6 +106,11 @@ extension ConsumerGroupState {
             memberId = newMemberId(request.clientId, request.groupInstanceId)
         } else {
             member = members[memberId]
+            // A member that was removed (its session or rejoin deadline ran out) must learn
+            // it lost its partitions: it rejoins without an id.
+            if member == nil && request.groupInstanceId == nil {
+                throw BrokerError(.unknownMemberId, "member '\(memberId)' is not in group '\(groupId)' (it was removed; rejoin without a member id)")
+            }
         }
         let isNew = member == nil
         var m = member ?? ConsumerMember(memberId: memberId, instanceId: request.groupInstanceId, rackId: subscription.rackId, clientId: request.clientId, clientHost: "",
@@ -167,26 +177,29 @@ extension ConsumerGroupState {
         }
     }
 
-    /// Removes a member (a LeaveGroup, by member id or static instance id); false when there is
-    /// none.
-    mutating func remove(memberId: String, instance: String?, now: Int64, partitions: (String) -> Int32?) -> Bool {
+    /// Removes a member (a LeaveGroup, by member id or static instance id); returns the id
+    /// removed, nil when there is none.
+    mutating func remove(memberId: String, instance: String?, now: Int64, partitions: (String) -> Int32?) -> String? {
         var mid = memberId
         if let instance, let m = members.values.first(where: { $0.instanceId == instance }) { mid = m.memberId }
-        guard members.removeValue(forKey: mid) != nil else { return false }
+        guard members.removeValue(forKey: mid) != nil else { return nil }
         target.removeValue(forKey: mid)
         bump(partitions, now: now)
-        return true
+        return mid
     }
 }
 
 extension ClassicGroup {
     /// The classic group a consumer-protocol group of classic members becomes when its last
-    /// consumer-protocol member leaves: stable at the group epoch, each member holding its
-    /// target assignment, then rebalancing so that members rejoin with the classic barrier.
+    /// consumer-protocol member leaves: at the generation its members hold (the newest member
+    /// epoch, which the leave itself did not give anyone), each member holding its target
+    /// assignment, then rebalancing so that members rejoin with the classic barrier — their
+    /// heartbeats are answered REBALANCE_IN_PROGRESS, and commits at that generation still
+    /// pass until the join completes.
     init(downgrading group: ConsumerGroupState, now: Int64, config: GroupConfig, actions: inout [ClassicGroupAction]) {
         self.init(id: group.groupId, now: now)
         protocolType = "consumer"
-        generation = group.epoch
+        generation = group.members.values.map(\.epoch).max() ?? group.epoch
         state = .stable
         for m in group.members.values.sorted(by: { $0.memberId < $1.memberId }) {
             guard let classic = m.classic else { continue }
