@@ -158,6 +158,13 @@ import Testing
         await #expect(throws: BrokerError.self) {
             try await t.broker.groups.commit(groupId: "g", generation: epoch, memberId: "stranger", offsets: [tp: CommittedOffset(offset: 6)])
         }
+        // A commit naming no member (generation -1) is refused while the group has members.
+        do {
+            try await t.broker.groups.commit(groupId: "g", offsets: [tp: CommittedOffset(offset: 99)])
+            Issue.record("an anonymous commit reached a consumer-protocol group with members")
+        } catch let e as BrokerError {
+            #expect(e.code == .unknownMemberId && e.message == "consumer group 'g' has 1 member; a commit must name one of them and its epoch", "\(e.message)")
+        }
         // A classic member may join (the group is then mixed, see MixedGroupTests), but only
         // with a consumer subscription the broker can read.
         do {
@@ -170,6 +177,9 @@ import Testing
                                                         topics: nil, serverAssignor: nil, owned: nil, clientId: "c", clientHost: "h")
         #expect(await t.broker.groups.consumerGroup("g") == nil)
         #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 6, "offsets outlive the members")
+        // Without members, anyone may commit again (manual assignment).
+        try await t.broker.groups.commit(groupId: "g", offsets: [tp: CommittedOffset(offset: 7)])
+        #expect(await t.broker.groups.committedOffsets(groupId: "g")[tp]?.offset == 7)
     }
 }
 

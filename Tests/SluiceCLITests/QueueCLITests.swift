@@ -185,7 +185,10 @@ import Testing
         let victim = try LiveProcess(["run", pipeline, "--broker", broker], environment: ["WORKER": "victim"])
         let a = try LiveProcess(["run", pipeline, "--broker", broker, "--drain"], environment: ["WORKER": "a"])
         let b = try LiveProcess(["run", pipeline, "--broker", broker, "--drain"], environment: ["WORKER": "b"])
-        usleep(700_000)
+        // Killed once it has taken work (a fixed sleep lost the race on a loaded machine).
+        let started = Date().addingTimeInterval(30)
+        while !((try? ledgerLines(ledger))?.contains { $0.path == "/victim" } ?? false), Date() < started { usleep(20_000) }
+        usleep(100_000)
         victim.kill9()
         #expect(a.wait(timeout: 90) == 0, "\(a.stderrText.suffix(3000))")
         #expect(b.wait(timeout: 90) == 0, "\(b.stderrText.suffix(3000))")
@@ -199,7 +202,9 @@ import Testing
         let ids = try self.ids(taken.map(\.line))
         #expect(Set(ids) == good, "missing: \(good.subtracting(ids).sorted().prefix(10)), extra: \(Set(ids).subtracting(good).sorted().prefix(10))")
         let byProcess = Dictionary(grouping: taken, by: \.path).mapValues(\.count)
-        #expect(Set(byProcess.keys) == ["/victim", "/a", "/b"], "\(byProcess)")
+        // The killed process had taken work and at least one other shared the queue with it
+        // (which of a and b starts first decides whether the other finds work left).
+        #expect(byProcess["/victim"] != nil && byProcess.count >= 2, "\(byProcess)")
         // The poison jobs are dead letters, and only they.
         let dead = try Sluice.run(["consume", "jobs.dead", "--broker", broker, "--format", "json", "--max", "\(bad.count + flaky.count)"])
         var deadIds = Set<Int>()

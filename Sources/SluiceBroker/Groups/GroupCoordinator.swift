@@ -401,7 +401,12 @@ public actor GroupCoordinator {
     public func commit(groupId: String, generation: Int32 = -1, memberId: String = "", groupInstanceId: String? = nil, offsets given: [TopicPartition: CommittedOffset]) async throws {
         guard !groupId.isEmpty else { throw BrokerError(.invalidGroupId, "the group id is empty") }
         let committed = stamped(given)
-        if let cg = consumerGroups[groupId], generation >= 0 || !memberId.isEmpty {
+        if let cg = consumerGroups[groupId] {
+            // A consumer-protocol group with members takes commits from its members only
+            // (Kafka: UNKNOWN_MEMBER_ID for one that names no member).
+            guard generation >= 0 || !memberId.isEmpty else {
+                throw BrokerError(.unknownMemberId, "consumer group '\(groupId)' has \(cg.members.count) member\(cg.members.count == 1 ? "" : "s"); a commit must name one of them and its epoch")
+            }
             try validateConsumer(cg, memberId: memberId, epoch: generation, partitions: Array(committed.keys))
             try await offsets.commit(groupId, committed)
             return
